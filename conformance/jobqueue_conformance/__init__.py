@@ -1,0 +1,1 @@
+"""The jobqueue conformance suite."""

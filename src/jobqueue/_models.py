@@ -1,0 +1,105 @@
+"""The values that cross the ``JobQueue`` API: ``JobStatus``, ``CreateJobRequest``, ``Job``."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from . import _validation as check
+from ._errors import InvalidRequestError
+
+__all__ = ["CreateJobRequest", "Job", "JobStatus"]
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life. ``completed``, ``failed`` and ``cancelled`` are terminal."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for the statuses a job never leaves by itself."""
+        return self in _TERMINAL
+
+    @classmethod
+    def parse(cls, value: object) -> JobStatus:
+        """The status named by a ``JobStatus`` or its string value.
+
+        Raises ``InvalidRequestError`` for anything else.
+        """
+        if isinstance(value, JobStatus):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls(value)
+            except ValueError:
+                pass
+        known = ", ".join(s.value for s in cls)
+        raise InvalidRequestError(f"status must be one of {known}; got {value!r}")
+
+
+_TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class CreateJobRequest:
+    """What to enqueue. Validated and normalised on construction.
+
+    Raises ``InvalidRequestError`` for: a ``kind`` or ``queue`` that is not 1 to 200
+    characters, a ``payload`` that is not a JSON object, a ``priority`` outside
+    the 32-bit signed range, a naive ``run_at``, ``max_attempts < 1``.
+    After construction ``payload`` is a fresh ``dict`` equal to what every
+    backend will return, and ``run_at`` is in UTC.
+    """
+
+    kind: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    queue: str = "default"
+    priority: int = 0
+    run_at: datetime | None = None
+    max_attempts: int = 5
+
+    def __post_init__(self) -> None:
+        check.name(self.kind, "kind")
+        check.name(self.queue, "queue")
+        object.__setattr__(self, "payload", check.json_object(self.payload, "payload"))
+        check.integer(self.priority, "priority")
+        object.__setattr__(self, "run_at", check.optional_aware_datetime(self.run_at, "run_at"))
+        check.integer(self.max_attempts, "max_attempts", minimum=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A snapshot of one job as the backend stored it when the call returned.
+
+    Datetimes are timezone-aware UTC. ``attempts`` counts claims (a release gives
+    one back). ``error`` is the last error text, ``stats`` what completion or
+    cancellation stored.
+    """
+
+    id: UUID
+    kind: str
+    payload: dict[str, Any]
+    queue: str
+    priority: int
+    status: JobStatus
+    attempts: int
+    max_attempts: int
+    worker_id: str | None
+    error: str | None
+    stats: dict[str, Any] | None
+    run_at: datetime | None
+    next_retry_at: datetime | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None

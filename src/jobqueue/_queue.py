@@ -1,0 +1,336 @@
+"""``JobQueue``: the contract every backend keeps.
+
+The public methods check and normalise their arguments, then call one
+primitive (a method whose name starts with ``_``) that a backend implements.
+So every backend, a third party's too, rejects bad input the same way and
+before anything is written, and a primitive only ever sees valid values:
+``UUID`` ids, ``JobStatus`` members, aware UTC datetimes, plain ``dict``
+JSON objects, non-empty tuples of queue names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+from uuid import UUID
+
+from . import _validation as check
+from ._errors import BackendUnavailableError, InvalidRequestError
+from ._models import CreateJobRequest, Job, JobStatus
+from ._transitions import NO_FENCE, Fence
+
+__all__ = ["DEFAULT_LEASE", "Clock", "JobQueue"]
+
+Clock = Callable[[], datetime]
+"""A zero-argument callable returning the current time as an aware datetime."""
+
+DEFAULT_LEASE = timedelta(minutes=5)
+
+
+def _system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobQueue(ABC):
+    """A persistent queue of jobs shared by producers and workers.
+
+    Every operation is atomic. A pending job is handed to at most one claimer
+    at a time, however many tasks, processes or hosts claim at once, and no
+    job is lost. Use as ``async with`` or call :meth:`close`.
+    """
+
+    def __init__(self, *, clock: Clock | None = None, lease: timedelta = DEFAULT_LEASE) -> None:
+        if clock is not None and not callable(clock):
+            raise InvalidRequestError(f"clock must be callable, not {type(clock).__name__}")
+        self._clock = clock
+        self._lease = check.lease(lease)
+        self._closed = False
+
+    # ----------------------------------------------------------------- properties
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claim (or a heartbeat) keeps a job before it may be rescued."""
+        return self._lease
+
+    @property
+    def clock(self) -> Clock | None:
+        """The injected clock, or None when the backend keeps its own time."""
+        return self._clock
+
+    def now(self) -> datetime:
+        """The current time for this queue: the injected clock's, else the system's, in UTC."""
+        if self._clock is None:
+            return _system_clock()
+        return check.aware_datetime(self._clock(), "the clock's result")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise BackendUnavailableError(f"{self!r} is closed")
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def close(self) -> None:
+        """Release connections and other resources. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            await self._close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------- the contract
+
+    async def create_job(self, request: CreateJobRequest) -> Job:
+        """Enqueue one job: ``pending``, ``attempts == 0``, a fresh id, timestamps set."""
+        self._ensure_open()
+        (job,) = await self._create_jobs([_request(request)])
+        return job
+
+    async def create_jobs(self, requests: Iterable[CreateJobRequest]) -> list[Job]:
+        """Enqueue many jobs at once, all or nothing; returned in the order given.
+
+        Their creation order is the order of ``requests``.
+        """
+        self._ensure_open()
+        if isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Iterable):
+            raise InvalidRequestError("requests must be a sequence of CreateJobRequest")
+        checked = [_request(r) for r in requests]
+        if not checked:
+            return []
+        return await self._create_jobs(checked)
+
+    async def claim_job(self, worker_id: str, *, queues: Iterable[str] | None = None) -> Job | None:
+        """Atomically take the next claimable job for ``worker_id``, or None.
+
+        The job becomes ``running`` with ``attempts`` one higher and a lease of
+        :attr:`lease`. Order: highest priority, then fresh jobs before retries,
+        then oldest by creation order. ``queues`` restricts the claim to those queues.
+        """
+        self._ensure_open()
+        jobs = await self._claim_jobs(check.name(worker_id, "worker_id"), 1, check.queues(queues))
+        return jobs[0] if jobs else None
+
+    async def claim_jobs(
+        self, worker_id: str, limit: int, *, queues: Iterable[str] | None = None
+    ) -> list[Job]:
+        """Atomically take up to ``limit`` claimable jobs, returned in claim order."""
+        self._ensure_open()
+        return await self._claim_jobs(
+            check.name(worker_id, "worker_id"), check.limit(limit), check.queues(queues)
+        )
+
+    async def complete_job(
+        self,
+        job_id: UUID | str,
+        stats: Mapping[str, Any],
+        *,
+        worker_id: str | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        """``running`` → ``completed``, storing ``stats``.
+
+        Raises ``JobNotFoundError`` or ``InvalidTransitionError`` (job unchanged)
+        when the job is not running or, if fenced, not held by that worker and attempt.
+        """
+        self._ensure_open()
+        await self._complete_job(
+            check.job_id(job_id), check.json_object(stats, "stats"), _fence(worker_id, attempt)
+        )
+
+    async def fail_job(
+        self,
+        job_id: UUID | str,
+        error: str,
+        next_retry_at: datetime | None = None,
+        *,
+        worker_id: str | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        """End the running attempt with ``error``.
+
+        With ``next_retry_at`` the job goes back to ``pending``, claimable from
+        that time; without it the job is ``failed`` for good. ``max_attempts``
+        is not consulted. Refusals as for :meth:`complete_job`.
+        """
+        self._ensure_open()
+        if not isinstance(error, str):
+            raise InvalidRequestError(f"error must be a str, not {type(error).__name__}")
+        await self._fail_job(
+            check.job_id(job_id),
+            error,
+            check.optional_aware_datetime(next_retry_at, "next_retry_at"),
+            _fence(worker_id, attempt),
+        )
+
+    async def cancel_job(
+        self,
+        job_id: UUID | str,
+        stats: Mapping[str, Any] | None = None,
+        *,
+        worker_id: str | None = None,
+        attempt: int | None = None,
+    ) -> None:
+        """``pending`` or ``running`` → ``cancelled``, storing partial ``stats`` when given.
+
+        A fenced cancel requires the job to be running under that worker and attempt.
+        """
+        self._ensure_open()
+        await self._cancel_job(
+            check.job_id(job_id),
+            check.optional_json_object(stats, "stats"),
+            _fence(worker_id, attempt),
+        )
+
+    async def get_job(self, job_id: UUID | str) -> Job | None:
+        """The job with that id, or None."""
+        self._ensure_open()
+        return await self._get_job(check.job_id(job_id))
+
+    async def list_jobs(self, status: JobStatus | str | None = None, limit: int = 100) -> list[Job]:
+        """At most ``limit`` jobs, newest first (the reverse of creation order)."""
+        self._ensure_open()
+        return await self._list_jobs(
+            None if status is None else JobStatus.parse(status), check.limit(limit)
+        )
+
+    async def release_job(self, job_id: UUID | str) -> bool:
+        """Put a ``running`` job back to ``pending`` and give its attempt back.
+
+        Returns False, changing nothing, when the job is in any other status.
+        """
+        self._ensure_open()
+        return await self._release_job(check.job_id(job_id))
+
+    async def release_worker_jobs(self, worker_id: str) -> int:
+        """Release every ``running`` job of ``worker_id``; returns how many."""
+        self._ensure_open()
+        return await self._release_worker_jobs(check.name(worker_id, "worker_id"))
+
+    async def count_by_status(self, status: JobStatus | str) -> int:
+        """How many jobs have ``status``."""
+        self._ensure_open()
+        return await self._count_by_status(JobStatus.parse(status))
+
+    async def counts(self) -> dict[JobStatus, int]:
+        """How many jobs have each status; every status is a key."""
+        self._ensure_open()
+        counted = await self._counts()
+        return {status: counted.get(status, 0) for status in JobStatus}
+
+    async def heartbeat(self, worker_id: str) -> set[UUID]:
+        """Renew the lease of every job still ``running`` under ``worker_id``.
+
+        Returns their ids: a job missing from the set was finished, cancelled,
+        released or rescued and must no longer be worked on.
+        """
+        self._ensure_open()
+        return await self._heartbeat(check.name(worker_id, "worker_id"))
+
+    async def rescue_expired_jobs(self) -> int:
+        """Move every running job whose lease has expired back to ``pending``
+        (error ``lease expired``, retried after fresh jobs), or to ``failed``
+        once it has used ``max_attempts``. Returns how many moved.
+        """
+        self._ensure_open()
+        return await self._rescue_expired_jobs()
+
+    async def wait_for_jobs(self, timeout: float) -> None:
+        """Return when a job may have become claimable, or after ``timeout`` seconds.
+
+        A hint for idle workers, never a promise: the default just sleeps;
+        backends with notifications return early.
+        """
+        self._ensure_open()
+        await self._wait_for_jobs(max(0.0, float(timeout)))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
+
+    # ------------------------------------------------- primitives for backends
+
+    @abstractmethod
+    async def _create_jobs(self, requests: Sequence[CreateJobRequest]) -> list[Job]:
+        """Insert the (non-empty, validated) requests atomically in this order."""
+
+    @abstractmethod
+    async def _claim_jobs(
+        self, worker_id: str, limit: int, queues: tuple[str, ...] | None
+    ) -> list[Job]:
+        """Claim up to ``limit`` jobs atomically; return them in claim order."""
+
+    @abstractmethod
+    async def _complete_job(self, job_id: UUID, stats: dict[str, Any], fence: Fence) -> None: ...
+
+    @abstractmethod
+    async def _fail_job(
+        self, job_id: UUID, error: str, next_retry_at: datetime | None, fence: Fence
+    ) -> None: ...
+
+    @abstractmethod
+    async def _cancel_job(
+        self, job_id: UUID, stats: dict[str, Any] | None, fence: Fence
+    ) -> None: ...
+
+    @abstractmethod
+    async def _get_job(self, job_id: UUID) -> Job | None: ...
+
+    @abstractmethod
+    async def _list_jobs(self, status: JobStatus | None, limit: int) -> list[Job]: ...
+
+    @abstractmethod
+    async def _release_job(self, job_id: UUID) -> bool:
+        """Raise ``JobNotFoundError`` for an unknown id."""
+
+    @abstractmethod
+    async def _release_worker_jobs(self, worker_id: str) -> int: ...
+
+    @abstractmethod
+    async def _counts(self) -> Mapping[JobStatus, int]:
+        """Counts per status; missing statuses count as zero."""
+
+    async def _count_by_status(self, status: JobStatus) -> int:
+        return (await self._counts()).get(status, 0)
+
+    @abstractmethod
+    async def _heartbeat(self, worker_id: str) -> set[UUID]: ...
+
+    @abstractmethod
+    async def _rescue_expired_jobs(self) -> int: ...
+
+    async def _wait_for_jobs(self, timeout: float) -> None:
+        await asyncio.sleep(timeout)
+
+    @abstractmethod
+    async def _close(self) -> None: ...
+
+
+def _request(value: object) -> CreateJobRequest:
+    if not isinstance(value, CreateJobRequest):
+        raise InvalidRequestError(f"expected a CreateJobRequest, got {type(value).__name__}")
+    return value
+
+
+def _fence(worker_id: str | None, attempt: int | None) -> Fence:
+    if worker_id is None and attempt is None:
+        return NO_FENCE
+    return Fence(
+        None if worker_id is None else check.name(worker_id, "worker_id"),
+        None if attempt is None else check.integer(attempt, "attempt", minimum=0),
+    )

@@ -1,0 +1,57 @@
+"""What a backend author needs beyond ``jobqueue`` itself.
+
+A backend subclasses :class:`jobqueue.JobQueue` and implements its ``_``
+primitives; the public methods have already validated every argument. This
+module holds the pieces those primitives share across backends: the outcome
+rules and fencing (:class:`Fence`, :func:`check_outcome`,
+:func:`explain_refusal`), option checking and URL redaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ._errors import InvalidRequestError
+from ._transitions import NO_FENCE, Fence, JobState, Outcome, check_outcome, explain_refusal
+
+__all__ = [
+    "NO_FENCE",
+    "Fence",
+    "JobState",
+    "Outcome",
+    "check_outcome",
+    "explain_refusal",
+    "redact_url",
+    "reject_unknown_options",
+]
+
+
+def reject_unknown_options(scheme: str, options: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Raise ``InvalidRequestError`` naming every option not in ``known``."""
+    allowed = set(known)
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown option(s) for {scheme}:// : {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(allowed)) or 'none'}"
+        )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, safe for errors, logs and ``repr``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.split("://", 1)[0] + "://***"
+    if password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
