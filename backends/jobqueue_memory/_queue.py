@@ -109,6 +109,15 @@ class MemoryJobQueue(JobQueue):
         with self._store.lock:
             return self._store.rescue(now)
 
+    async def _retry_job(self, job_id: UUID) -> Job:
+        now = self.now()
+        with self._store.lock:
+            return self._store.retry(job_id, now)
+
+    async def _purge_jobs(self, finished_before: datetime, statuses: frozenset[JobStatus]) -> int:
+        with self._store.lock:
+            return self._store.purge(finished_before, statuses)
+
     async def _wait_for_jobs(self, timeout: float) -> None:
         with self._store.lock:
             future = self._store.add_waiter(asyncio.get_running_loop())

@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from jobqueue import CreateJobRequest, Job, JobNotFoundError, JobStatus
-from jobqueue.backend import Fence, Outcome, check_outcome
+from jobqueue.backend import NO_FENCE, Fence, Outcome, check_outcome
 
 PENDING = JobStatus.PENDING
 RUNNING = JobStatus.RUNNING
@@ -331,6 +331,33 @@ class Store:
         for record in held:
             self._release(record, now)
         return len(held)
+
+    def retry(self, job_id: UUID, now: datetime) -> Job:
+        record = self._checked(Outcome.RETRY, job_id, NO_FENCE)
+        self._set_status(record, PENDING)
+        record.attempts = 0
+        record.worker_id = None
+        record.next_retry_at = None
+        record.finished_at = None
+        record.stats = None
+        record.lease_expires_at = None
+        record.updated_at = now
+        self._make_pending(record, now)
+        return record.snapshot()
+
+    def purge(self, finished_before: datetime, statuses: frozenset[JobStatus]) -> int:
+        doomed = [
+            record
+            for record in self._jobs.values()
+            if record.status in statuses
+            and record.finished_at is not None
+            and record.finished_at < finished_before
+        ]
+        for record in doomed:
+            del self._jobs[record.id]
+            self._counts[record.status] -= 1
+            record.version += 1
+        return len(doomed)
 
     def counts(self) -> dict[JobStatus, int]:
         return dict(self._counts)

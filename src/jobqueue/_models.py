@@ -27,7 +27,7 @@ class JobStatus(enum.StrEnum):
     @property
     def is_terminal(self) -> bool:
         """True for the statuses a job never leaves by itself."""
-        return self in _TERMINAL
+        return self in TERMINAL_STATUSES
 
     @classmethod
     def parse(cls, value: object) -> JobStatus:
@@ -46,7 +46,7 @@ class JobStatus(enum.StrEnum):
         raise InvalidRequestError(f"status must be one of {known}; got {value!r}")
 
 
-_TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 @dataclass(frozen=True, slots=True)

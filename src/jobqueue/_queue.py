@@ -20,7 +20,7 @@ from uuid import UUID
 
 from . import _validation as check
 from ._errors import BackendUnavailableError, InvalidRequestError
-from ._models import CreateJobRequest, Job, JobStatus
+from ._models import TERMINAL_STATUSES, CreateJobRequest, Job, JobStatus
 from ._transitions import NO_FENCE, Fence
 
 __all__ = ["DEFAULT_LEASE", "Clock", "JobQueue"]
@@ -251,6 +251,31 @@ class JobQueue(ABC):
         self._ensure_open()
         return await self._rescue_expired_jobs()
 
+    async def retry_job(self, job_id: UUID | str) -> Job:
+        """Run a ``failed`` or ``cancelled`` job again, as if new; returns it.
+
+        The job becomes ``pending`` with ``attempts`` 0, no worker, no
+        ``next_retry_at``, ``finished_at``, ``stats`` or lease; ``error`` keeps the
+        last error. Any other status raises ``InvalidTransitionError``.
+        """
+        self._ensure_open()
+        return await self._retry_job(check.job_id(job_id))
+
+    async def purge_jobs(
+        self,
+        finished_before: datetime,
+        statuses: Iterable[JobStatus | str] | None = None,
+    ) -> int:
+        """Delete terminal jobs that finished before ``finished_before``; returns how many.
+
+        ``statuses`` limits the purge to some terminal statuses (default: all
+        three); a non-terminal status is an ``InvalidRequestError``.
+        """
+        self._ensure_open()
+        return await self._purge_jobs(
+            check.aware_datetime(finished_before, "finished_before"), _terminal_statuses(statuses)
+        )
+
     async def wait_for_jobs(self, timeout: float) -> None:
         """Return when a job may have become claimable, or after ``timeout`` seconds.
 
@@ -314,6 +339,14 @@ class JobQueue(ABC):
     @abstractmethod
     async def _rescue_expired_jobs(self) -> int: ...
 
+    @abstractmethod
+    async def _retry_job(self, job_id: UUID) -> Job:
+        """Raise ``JobNotFoundError`` or ``InvalidTransitionError`` when not failed/cancelled."""
+
+    @abstractmethod
+    async def _purge_jobs(self, finished_before: datetime, statuses: frozenset[JobStatus]) -> int:
+        """Delete jobs whose status is in ``statuses`` (all terminal) and finished_at < cutoff."""
+
     async def _wait_for_jobs(self, timeout: float) -> None:
         await asyncio.sleep(timeout)
 
@@ -325,6 +358,20 @@ def _request(value: object) -> CreateJobRequest:
     if not isinstance(value, CreateJobRequest):
         raise InvalidRequestError(f"expected a CreateJobRequest, got {type(value).__name__}")
     return value
+
+
+def _terminal_statuses(value: object) -> frozenset[JobStatus]:
+    if value is None:
+        return TERMINAL_STATUSES
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise InvalidRequestError("statuses must be a collection of terminal statuses")
+    statuses = frozenset(JobStatus.parse(s) for s in value)
+    if not statuses:
+        raise InvalidRequestError("statuses must not be empty; pass None for every terminal status")
+    live = sorted(s.value for s in statuses - TERMINAL_STATUSES)
+    if live:
+        raise InvalidRequestError(f"only terminal jobs can be purged, not {', '.join(live)}")
+    return statuses
 
 
 def _fence(worker_id: str | None, attempt: int | None) -> Fence:

@@ -32,22 +32,26 @@ class JobState(Protocol):
 
 
 class Outcome(enum.StrEnum):
-    """An operation that ends or interrupts a job's attempt."""
+    """An operation that changes a job by a compare-and-set on its status (and fence)."""
 
     COMPLETE = "complete"
     FAIL = "fail"
     CANCEL = "cancel"
+    RETRY = "retry"
 
     @property
     def allowed_from(self) -> frozenset[JobStatus]:
-        """The statuses from which this outcome may be applied when not fenced."""
-        if self is Outcome.CANCEL:
-            return _CANCELLABLE
-        return _RUNNING_ONLY
+        """The statuses from which this operation may be applied when not fenced."""
+        return _ALLOWED_FROM[self]
 
 
 _RUNNING_ONLY = frozenset({JobStatus.RUNNING})
-_CANCELLABLE = frozenset({JobStatus.PENDING, JobStatus.RUNNING})
+_ALLOWED_FROM = {
+    Outcome.COMPLETE: _RUNNING_ONLY,
+    Outcome.FAIL: _RUNNING_ONLY,
+    Outcome.CANCEL: frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
+    Outcome.RETRY: frozenset({JobStatus.FAILED, JobStatus.CANCELLED}),
+}
 
 
 @dataclass(frozen=True, slots=True)
