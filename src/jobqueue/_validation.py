@@ -6,7 +6,7 @@ Each function either returns the normalised value or raises
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,21 +30,75 @@ def name(value: object, argument: str) -> str:
     return value
 
 
+# Values a JSON round trip returns unchanged (floats too, when finite; ints within 64 bits).
+_PLAIN_SCALARS = frozenset({str, bool, type(None)})
+_INT64_MIN = -(2**63)
+_UINT64_MAX = 2**64 - 1
+
+
+def _is_flat_json(value: dict[Any, Any]) -> bool:
+    """True when a JSON round trip of ``value`` gives an equal dict of the same types."""
+    for key, item in value.items():
+        if type(key) is not str:
+            return False
+        kind = type(item)
+        if kind in _PLAIN_SCALARS:
+            continue
+        if kind is int:
+            if not _INT64_MIN <= item <= _UINT64_MAX:
+                return False
+        elif kind is not float or not math.isfinite(item):
+            return False
+    return True
+
+
 def json_object(value: object, argument: str) -> dict[str, Any]:
-    """A JSON object, returned as a fresh dict exactly as it will be read back."""
+    """A JSON object, returned as a fresh dict exactly as it will be read back.
+
+    Any ``Mapping`` with ``str`` keys is accepted; nested values must be JSON too
+    (mappings with ``str`` keys, lists or tuples, ``str``, ``int``, finite
+    ``float``, ``bool``, ``None``). Tuples come back as lists, ``str``/``int``/
+    ``float`` subclasses (enums) as the plain type.
+    """
+    if type(value) is dict and _is_flat_json(value):
+        return dict(value)
     if not isinstance(value, Mapping):
         raise InvalidRequestError(
             f"{argument} must be a JSON object (a mapping), not {type(value).__name__}"
         )
-    for key in value:
-        if not isinstance(key, str):
-            raise InvalidRequestError(f"{argument} keys must be str, got {key!r}")
     try:
-        text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequestError(f"{argument} is not JSON-serialisable: {exc}") from None
-    result: dict[str, Any] = json.loads(text)
+        return _json_dict(value, argument)
+    except RecursionError:
+        raise InvalidRequestError(
+            f"{argument} is nested too deeply (or refers to itself)"
+        ) from None
+
+
+def _json_dict(value: Mapping[Any, Any], where: str) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise InvalidRequestError(f"{where} keys must be str, got {key!r}")
+        result[str.__str__(key)] = _json_value(item, f"{where}[{key!r}]")
     return result
+
+
+def _json_value(value: object, where: str) -> Any:
+    if value is None or value is True or value is False:
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__index__(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidRequestError(f"{where} is {value!r}; JSON has no NaN or infinity")
+        return float.__float__(value)
+    if isinstance(value, Mapping):
+        return _json_dict(value, where)
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    raise InvalidRequestError(f"{where} is a {type(value).__name__}, which is not a JSON value")
 
 
 def optional_json_object(value: object, argument: str) -> dict[str, Any] | None:
@@ -109,6 +163,13 @@ def queues(value: object) -> tuple[str, ...] | None:
     if not names:
         raise InvalidRequestError("queues must not be empty; pass None to claim from every queue")
     return names
+
+
+def timeout(value: object) -> float:
+    """A number of seconds (int or float, not NaN); a negative one counts as zero."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise InvalidRequestError(f"timeout must be a number of seconds, got {value!r}")
+    return max(0.0, float(value))
 
 
 def lease(value: object) -> timedelta:
