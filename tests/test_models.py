@@ -60,7 +60,7 @@ def test_status_values_and_terminality() -> None:
         JobStatus.FAILED,
         JobStatus.CANCELLED,
     }
-    assert JobStatus.RUNNING == "running"
+    assert JobStatus.RUNNING == "running"  # type: ignore[comparison-overlap]
     assert isinstance(JobStatus.PENDING, str)
 
 
@@ -82,7 +82,8 @@ def test_request_defaults() -> None:
 def test_names_of_1_to_200_characters_are_accepted(field: str, length: int) -> None:
     """``kind`` and ``queue`` may be 1 to 200 characters (characters, not bytes)."""
     value = "é" * length
-    request = CreateJobRequest(**{"kind": "k", field: value})
+    arguments: dict[str, Any] = {"kind": "k", field: value}
+    request = CreateJobRequest(**arguments)
     assert getattr(request, field) == value
 
 
@@ -91,8 +92,9 @@ def test_names_of_1_to_200_characters_are_accepted(field: str, length: int) -> N
 def test_bad_names_are_rejected(field: str, value: object) -> None:
     """An empty, over-long or non-str ``kind``/``queue`` is an ``InvalidRequestError``
     naming the field."""
+    arguments: dict[str, Any] = {"kind": "k", field: value}
     with pytest.raises(InvalidRequestError, match=field):
-        CreateJobRequest(**{"kind": "k", field: value})
+        CreateJobRequest(**arguments)
 
 
 @pytest.mark.parametrize(

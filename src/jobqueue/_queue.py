@@ -283,7 +283,7 @@ class JobQueue(ABC):
         backends with notifications return early.
         """
         self._ensure_open()
-        await self._wait_for_jobs(max(0.0, float(timeout)))
+        await self._wait_for_jobs(check.timeout(timeout))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}>"
