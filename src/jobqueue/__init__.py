@@ -21,6 +21,8 @@ from ._plugins import (
     unregister_backend,
 )
 from ._queue import JobQueue
+from ._retry import Permanent, RetryPolicy
+from ._worker import Worker, load_handlers
 
 __all__ = [
     "BackendInfo",
@@ -33,11 +35,15 @@ __all__ = [
     "JobQueue",
     "JobQueueError",
     "JobStatus",
+    "Permanent",
     "PluginConflictError",
+    "RetryPolicy",
     "UnknownBackendError",
+    "Worker",
     "connect",
     "hookimpl",
     "installed_backends",
+    "load_handlers",
     "plugin_manager",
     "register_backend",
     "register_plugin",
