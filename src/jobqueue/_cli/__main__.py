@@ -1,0 +1,5 @@
+"""``python -m jobqueue._cli`` runs the ``jobqueue`` command."""
+
+from . import main
+
+main()
