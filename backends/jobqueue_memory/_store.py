@@ -98,7 +98,7 @@ class Record:
         return Job(
             id=self.id,
             kind=self.kind,
-            payload=copy_json(self.payload),
+            payload=copy_json(self.payload) if self.payload else {},
             queue=self.queue,
             priority=self.priority,
             status=self.status,
@@ -106,7 +106,7 @@ class Record:
             max_attempts=self.max_attempts,
             worker_id=self.worker_id,
             error=self.error,
-            stats=copy_json(self.stats),
+            stats=None if self.stats is None else copy_json(self.stats),
             run_at=self.run_at,
             next_retry_at=self.next_retry_at,
             lease_expires_at=self.lease_expires_at,
@@ -218,6 +218,14 @@ class Store:
             raise JobNotFoundError(job_id)
         return record
 
+    def _running(self, job_id: UUID, fence: Fence) -> Record | None:
+        """The job when it is running and matches ``fence``: then completing or failing
+        it is allowed without consulting the outcome rules; else None."""
+        record = self._jobs.get(job_id)
+        if record is not None and record.status is RUNNING and fence.matches(record):
+            return record
+        return None
+
     def _checked(self, outcome: Outcome, job_id: UUID, fence: Fence) -> Record:
         record = self._jobs.get(job_id)
         check_outcome(outcome, record, job_id, fence)
@@ -266,7 +274,9 @@ class Store:
         return claimed
 
     def complete(self, job_id: UUID, stats: dict[str, Any], fence: Fence, now: datetime) -> None:
-        record = self._checked(Outcome.COMPLETE, job_id, fence)
+        record = self._running(job_id, fence)
+        if record is None:
+            record = self._checked(Outcome.COMPLETE, job_id, fence)
         self._set_status(record, JobStatus.COMPLETED)
         record.stats = stats
         record.finished_at = now
@@ -276,7 +286,9 @@ class Store:
     def fail(
         self, job_id: UUID, error: str, retry_at: datetime | None, fence: Fence, now: datetime
     ) -> None:
-        record = self._checked(Outcome.FAIL, job_id, fence)
+        record = self._running(job_id, fence)
+        if record is None:
+            record = self._checked(Outcome.FAIL, job_id, fence)
         record.error = error
         record.lease_expires_at = None
         record.updated_at = now
