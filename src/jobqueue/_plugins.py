@@ -95,6 +95,7 @@ class _Registry:
         self._dists: dict[int, Distribution | None] = {}
         self._backends: dict[str, BackendInfo] | None = None
         self._conflicts: dict[str, str] = {}
+        self._in_code: dict[str, BackendInfo] = {}
         self.load_errors: dict[str, str] = {}
 
     def manager(self) -> pluggy.PluginManager:
@@ -104,15 +105,20 @@ class _Registry:
                 pm.add_hookspecs(BackendHooks)
                 self._add_spec_modules(pm)
                 for ep in entry_points(group=ENTRY_POINT_GROUP):
-                    if pm.has_plugin(ep.name):
-                        continue
                     try:
                         plugin = ep.load()
                     except Exception as exc:  # a broken plugin must not break the others
                         self.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
                         logger.warning("jobqueue plugin %r failed to load: %s", ep.name, exc)
                         continue
-                    pm.register(plugin, name=ep.name)
+                    if pm.is_registered(plugin):
+                        continue
+                    # Two distributions may use one entry-point name; both must load so
+                    # that a scheme they both claim is reported as a conflict.
+                    name = ep.name
+                    if pm.has_plugin(name):
+                        name = f"{ep.name} ({ep.dist.name if ep.dist else '?'})"
+                    pm.register(plugin, name=name)
                     self._dists[id(plugin)] = ep.dist
                 self._pm = pm
             return self._pm
@@ -133,17 +139,28 @@ class _Registry:
             if self._backends is None:
                 self._backends, self._conflicts = {}, {}
                 for impl in self.manager().hook.jobqueue_register_backends.get_hookimpls():
+                    registered: list[BackendInfo] = []
                     dist = self._dists.get(id(impl.plugin))
-                    impl.function(register=self._registrar(dist))
+                    try:
+                        impl.function(register=self._registrar(dist, registered))
+                    except Exception as exc:  # a broken plugin must not break the others
+                        self.load_errors[impl.plugin_name] = f"{type(exc).__name__}: {exc}"
+                        logger.warning(
+                            "jobqueue plugin %r failed to register: %s", impl.plugin_name, exc
+                        )
+                        continue
+                    for info in registered:
+                        self._add(info)
+                for info in self._in_code.values():
+                    self._add(info)
             return self._backends
 
-    def _registrar(self, dist: Distribution | None) -> Register:
+    @staticmethod
+    def _registrar(dist: Distribution | None, registered: list[BackendInfo]) -> Register:
         def register(
             scheme: str, factory: BackendFactory, *, capabilities: Iterable[str] = ()
         ) -> None:
-            assert self._backends is not None
-            info = _backend_info(scheme, factory, capabilities, dist)
-            self._add(info)
+            registered.append(_backend_info(scheme, factory, capabilities, dist))
 
         return register
 
@@ -166,10 +183,12 @@ class _Registry:
                 raise PluginConflictError(
                     f"URL scheme {info.scheme!r} is already registered by {_provider(existing)}"
                 )
+            self._in_code[info.scheme] = info
             backends[info.scheme] = info
 
     def remove_backend(self, scheme: str) -> None:
         with self._lock:
+            self._in_code.pop(scheme, None)
             self.backends().pop(scheme, None)
 
     def resolve(self, scheme: str) -> BackendInfo:
