@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from ._app import DEFAULT_URL, URL_ENVVAR, Exit, JobQueueGroup
+from ._demo import demo
 from ._jobs import cancel, enqueue, list_jobs, migrate, purge, release_worker, retry, show, stats
 from ._plugins import backends, conformance_command
 from ._run import bench, worker
@@ -49,6 +50,7 @@ for command in (
     backends,
     bench,
     cancel,
+    demo,
     enqueue,
     list_jobs,
     migrate,
