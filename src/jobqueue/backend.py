@@ -40,18 +40,32 @@ def reject_unknown_options(scheme: str, options: Mapping[str, Any], known: Itera
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, safe for errors, logs and ``repr``."""
+    """``url`` with any password replaced by ``***``, safe for errors, logs and ``repr``.
+
+    Covers the password of the userinfo part and ``password``-like query
+    parameters (``?password=…``, ``?sslpassword=…``). A URL too malformed to
+    parse keeps only its scheme.
+    """
     try:
         parts = urlsplit(url)
         password = parts.password
+        port = parts.port
     except ValueError:
         return url.split("://", 1)[0] + "://***"
-    if password is None:
+    query = "&".join(_redact_parameter(p) for p in parts.query.split("&")) if parts.query else ""
+    if password is not None:
+        user = parts.username or ""
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        if port is not None:
+            host = f"{host}:{port}"
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    if password is None and query == parts.query:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return urlunsplit(parts._replace(query=query))
+
+
+def _redact_parameter(parameter: str) -> str:
+    key, sep, _ = parameter.partition("=")
+    return f"{key}=***" if sep and "password" in key.lower() else parameter
