@@ -1,0 +1,215 @@
+"""``SQLiteJobQueue``: the contract on one SQLite file, shared by any number of processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from jobqueue import CreateJobRequest, Job, JobNotFoundError, JobQueue, JobStatus
+from jobqueue.backend import NO_FENCE, Fence, Outcome, explain_refusal, redact_url
+
+from . import _sql as sql
+from ._db import Database
+from ._url import SQLiteConfig
+
+__all__ = ["SQLiteJobQueue"]
+
+
+class SQLiteJobQueue(JobQueue):
+    """A queue stored in a SQLite file (WAL mode) through one aiosqlite connection.
+
+    Every operation is one SQL statement and so one transaction (``purge_jobs``
+    deletes in chunks of one transaction each): atomic, and isolated from every
+    other connection to the file, in this process or another. Any number of
+    asyncio tasks may share one queue.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        config: SQLiteConfig,
+        *,
+        clock: Callable[[], datetime] | None,
+        lease: timedelta,
+    ) -> None:
+        super().__init__(clock=clock, lease=lease)
+        self._db = db
+        self._config = config
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"<SQLiteJobQueue {redact_url(self._config.url)}>"
+
+    @property
+    def path(self) -> str:
+        """The absolute path of the database file."""
+        return self._config.path
+
+    def _now(self) -> int:
+        return sql.to_micros(self.now())
+
+    def _wake(self) -> None:
+        """Wake this handle's idle waiters: a job may have become claimable."""
+        for future in self._waiters:
+            if not future.done():
+                future.set_result(None)
+
+    async def _create_jobs(self, requests: Sequence[CreateJobRequest]) -> list[Job]:
+        batch = json.dumps(
+            [
+                [
+                    str(uuid.uuid4()),
+                    r.kind,
+                    sql.dump_json(dict(r.payload)),
+                    r.queue,
+                    r.priority,
+                    r.max_attempts,
+                    sql.optional_micros(r.run_at),
+                ]
+                for r in requests
+            ],
+            ensure_ascii=False,
+        )
+        rows = await self._db.fetch(sql.CREATE, {"now": self._now(), "batch": batch})
+        rows.sort(key=lambda row: row[sql.SEQ])
+        self._wake()
+        return [sql.job_from_row(row) for row in rows]
+
+    async def _claim_jobs(
+        self, worker_id: str, limit: int, queues: tuple[str, ...] | None
+    ) -> list[Job]:
+        now = self.now()
+        params: dict[str, Any] = {
+            "worker": worker_id,
+            "now": sql.to_micros(now),
+            "expires": sql.to_micros(now + self.lease),
+            "limit": limit,
+        }
+        names = () if queues is None else tuple(dict.fromkeys(queues))
+        for i, name in enumerate(names):
+            params[f"q{i}"] = name
+        rows = await self._db.fetch(sql.claim(len(names)), params)
+        rows.sort(key=sql.claim_order)
+        return [sql.job_from_row(row) for row in rows]
+
+    async def _outcome(
+        self, outcome: Outcome, statement: str, job_id: UUID, fence: Fence, **params: Any
+    ) -> None:
+        params["id"] = str(job_id)
+        if fence.worker_id is not None:
+            params["fence_worker"] = fence.worker_id
+        if fence.attempt is not None:
+            params["fence_attempt"] = fence.attempt
+        if not await self._db.fetch(statement, params):
+            raise explain_refusal(outcome, await self._get_job(job_id), job_id, fence)
+
+    async def _complete_job(self, job_id: UUID, stats: dict[str, Any], fence: Fence) -> None:
+        await self._outcome(
+            Outcome.COMPLETE,
+            sql.complete(fence),
+            job_id,
+            fence,
+            stats=sql.dump_json(stats),
+            now=self._now(),
+        )
+
+    async def _fail_job(
+        self, job_id: UUID, error: str, next_retry_at: datetime | None, fence: Fence
+    ) -> None:
+        params: dict[str, Any] = {"error": error, "now": self._now()}
+        if next_retry_at is not None:
+            params["retry_at"] = sql.to_micros(next_retry_at)
+        await self._outcome(
+            Outcome.FAIL, sql.fail(fence, next_retry_at is not None), job_id, fence, **params
+        )
+        if next_retry_at is not None:
+            self._wake()
+
+    async def _cancel_job(self, job_id: UUID, stats: dict[str, Any] | None, fence: Fence) -> None:
+        params: dict[str, Any] = {"now": self._now()}
+        if stats is not None:
+            params["stats"] = sql.dump_json(stats)
+        await self._outcome(
+            Outcome.CANCEL, sql.cancel(fence, stats is not None), job_id, fence, **params
+        )
+
+    async def _get_job(self, job_id: UUID) -> Job | None:
+        rows = await self._db.fetch(sql.GET, {"id": str(job_id)})
+        return sql.job_from_row(rows[0]) if rows else None
+
+    async def _list_jobs(self, status: JobStatus | None, limit: int) -> list[Job]:
+        if status is None:
+            rows = await self._db.fetch(sql.LIST_ALL, {"limit": limit})
+        else:
+            rows = await self._db.fetch(sql.LIST_STATUS, {"status": status.value, "limit": limit})
+        return [sql.job_from_row(row) for row in rows]
+
+    async def _release_job(self, job_id: UUID) -> bool:
+        if await self._db.fetch(sql.RELEASE, {"id": str(job_id), "now": self._now()}):
+            self._wake()
+            return True
+        if not await self._db.fetch(sql.EXISTS, {"id": str(job_id)}):
+            raise JobNotFoundError(job_id)
+        return False
+
+    async def _release_worker_jobs(self, worker_id: str) -> int:
+        rows = await self._db.fetch(sql.RELEASE_WORKER, {"worker": worker_id, "now": self._now()})
+        if rows:
+            self._wake()
+        return len(rows)
+
+    async def _counts(self) -> Mapping[JobStatus, int]:
+        rows = await self._db.fetch(sql.COUNTS)
+        return {JobStatus(status): count for status, count in rows}
+
+    async def _count_by_status(self, status: JobStatus) -> int:
+        rows = await self._db.fetch(sql.COUNT, {"status": status.value})
+        return int(rows[0][0])
+
+    async def _heartbeat(self, worker_id: str) -> set[UUID]:
+        expires = sql.to_micros(self.now() + self.lease)
+        rows = await self._db.fetch(sql.HEARTBEAT, {"worker": worker_id, "expires": expires})
+        return {UUID(row[0]) for row in rows}
+
+    async def _rescue_expired_jobs(self) -> int:
+        rows = await self._db.fetch(sql.RESCUE, {"now": self._now()})
+        if any(row[0] == JobStatus.PENDING for row in rows):
+            self._wake()
+        return len(rows)
+
+    async def _retry_job(self, job_id: UUID) -> Job:
+        rows = await self._db.fetch(sql.RETRY, {"id": str(job_id), "now": self._now()})
+        if not rows:
+            job = await self._get_job(job_id)
+            raise explain_refusal(Outcome.RETRY, job, job_id, NO_FENCE)
+        self._wake()
+        return sql.job_from_row(rows[0])
+
+    async def _purge_jobs(self, finished_before: datetime, statuses: frozenset[JobStatus]) -> int:
+        statement = sql.purge(statuses)
+        cutoff = {"cutoff": sql.to_micros(finished_before)}
+        total = 0
+        while True:
+            deleted = len(await self._db.fetch(statement, cutoff))
+            total += deleted
+            if deleted < sql.PURGE_CHUNK:
+                return total
+
+    async def _wait_for_jobs(self, timeout: float) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(future)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._waiters.discard(future)
+
+    async def _close(self) -> None:
+        self._wake()
+        await self._db.close()

@@ -1,0 +1,231 @@
+"""The statements of the sqlite backend and the conversions between rows and jobs.
+
+Each operation is one statement. Every state change is a compare-and-set:
+its ``WHERE`` names the status (and, when fenced, the worker and attempt) the
+change requires, so a change made meanwhile by another process makes it
+match nothing instead of overwriting.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+from uuid import UUID
+
+from jobqueue import Job, JobStatus
+from jobqueue.backend import Fence, Outcome
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+LEASE_EXPIRED = "lease expired"
+
+COLUMNS = (
+    "id, kind, payload, queue, priority, status, attempts, max_attempts, worker_id, error, "
+    "stats, run_at, next_retry_at, lease_expires_at, created_at, updated_at, started_at, "
+    "finished_at, seq"
+)
+SEQ = 18  # position of seq in COLUMNS
+
+
+def to_micros(moment: datetime) -> int:
+    """Microseconds since the epoch; exact, and sorts like the instants it stands for."""
+    return (moment - EPOCH) // MICROSECOND
+
+
+def optional_micros(moment: datetime | None) -> int | None:
+    return None if moment is None else (moment - EPOCH) // MICROSECOND
+
+
+def _moment(micros: int | None) -> datetime | None:
+    return None if micros is None else EPOCH + timedelta(microseconds=micros)
+
+
+def dump_json(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def job_from_row(row: Sequence[Any]) -> Job:
+    return Job(
+        id=UUID(row[0]),
+        kind=row[1],
+        payload=json.loads(row[2]),
+        queue=row[3],
+        priority=row[4],
+        status=JobStatus(row[5]),
+        attempts=row[6],
+        max_attempts=row[7],
+        worker_id=row[8],
+        error=row[9],
+        stats=None if row[10] is None else json.loads(row[10]),
+        run_at=_moment(row[11]),
+        next_retry_at=_moment(row[12]),
+        lease_expires_at=_moment(row[13]),
+        created_at=EPOCH + timedelta(microseconds=row[14]),
+        updated_at=EPOCH + timedelta(microseconds=row[15]),
+        started_at=_moment(row[16]),
+        finished_at=_moment(row[17]),
+    )
+
+
+def claim_order(row: Sequence[Any]) -> tuple[int, bool, int, int]:
+    """The sort key of a row in claim order (COLUMNS layout)."""
+    return (-row[4], row[12] is not None, row[14], row[SEQ])
+
+
+# A batch of requests is one JSON array of
+# [id, kind, payload text, queue, priority, max_attempts, run_at] rows, so the
+# whole batch is one statement (one transaction) whatever its size; ordering
+# by the array index gives the rows their seq in the order given.
+CREATE = f"""
+INSERT INTO jobqueue_jobs (
+    id, kind, payload, queue, priority, status, attempts, max_attempts,
+    run_at, created_at, updated_at
+)
+SELECT
+    json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+    json_extract(value, '$[3]'), json_extract(value, '$[4]'), 'pending', 0,
+    json_extract(value, '$[5]'), json_extract(value, '$[6]'), :now, :now
+FROM json_each(:batch)
+ORDER BY key
+RETURNING {COLUMNS}
+"""
+
+_CLAIMABLE = """
+    status = 'pending'
+    AND (run_at IS NULL OR run_at <= :now)
+    AND (next_retry_at IS NULL OR next_retry_at <= :now)
+"""
+
+
+@cache
+def claim(queue_count: int) -> str:
+    """Claim up to :limit jobs, restricted to :q0..:qN-1 when ``queue_count`` > 0."""
+    in_queues = ""
+    if queue_count:
+        names = ", ".join(f":q{i}" for i in range(queue_count))
+        in_queues = f"AND queue IN ({names})"
+    return f"""
+UPDATE jobqueue_jobs
+SET status = 'running', worker_id = :worker, attempts = attempts + 1,
+    started_at = :now, lease_expires_at = :expires, updated_at = :now
+WHERE seq IN (
+    SELECT seq FROM jobqueue_jobs
+    WHERE {_CLAIMABLE} {in_queues}
+    ORDER BY priority DESC, (next_retry_at IS NOT NULL), created_at, seq
+    LIMIT :limit
+)
+RETURNING {COLUMNS}
+"""
+
+
+def _guard(outcome: Outcome, fence: Fence) -> str:
+    statuses = ", ".join(f"'{s.value}'" for s in sorted(fence.allowed_statuses(outcome)))
+    guard = f"id = :id AND status IN ({statuses})"
+    if fence.worker_id is not None:
+        guard += " AND worker_id = :fence_worker"
+    if fence.attempt is not None:
+        guard += " AND attempts = :fence_attempt"
+    return guard
+
+
+@cache
+def complete(fence: Fence) -> str:
+    return f"""
+UPDATE jobqueue_jobs
+SET status = 'completed', stats = :stats, finished_at = :now,
+    lease_expires_at = NULL, updated_at = :now
+WHERE {_guard(Outcome.COMPLETE, fence)}
+RETURNING seq
+"""
+
+
+@cache
+def fail(fence: Fence, retry: bool) -> str:
+    if retry:
+        change = "status = 'pending', worker_id = NULL, next_retry_at = :retry_at"
+    else:
+        change = "status = 'failed', finished_at = :now"
+    return f"""
+UPDATE jobqueue_jobs
+SET {change}, error = :error, lease_expires_at = NULL, updated_at = :now
+WHERE {_guard(Outcome.FAIL, fence)}
+RETURNING seq
+"""
+
+
+@cache
+def cancel(fence: Fence, with_stats: bool) -> str:
+    stats = "stats = :stats, " if with_stats else ""
+    return f"""
+UPDATE jobqueue_jobs
+SET status = 'cancelled', {stats}finished_at = :now, lease_expires_at = NULL, updated_at = :now
+WHERE {_guard(Outcome.CANCEL, fence)}
+RETURNING seq
+"""
+
+
+GET = f"SELECT {COLUMNS} FROM jobqueue_jobs WHERE id = :id"
+EXISTS = "SELECT 1 FROM jobqueue_jobs WHERE id = :id"
+
+LIST_ALL = f"""
+SELECT {COLUMNS} FROM jobqueue_jobs ORDER BY created_at DESC, seq DESC LIMIT :limit
+"""
+LIST_STATUS = f"""
+SELECT {COLUMNS} FROM jobqueue_jobs WHERE status = :status
+ORDER BY created_at DESC, seq DESC LIMIT :limit
+"""
+
+_RELEASE = """
+UPDATE jobqueue_jobs
+SET status = 'pending', worker_id = NULL, attempts = attempts - 1,
+    lease_expires_at = NULL, updated_at = :now
+"""
+RELEASE = _RELEASE + "WHERE id = :id AND status = 'running' RETURNING seq"
+RELEASE_WORKER = _RELEASE + "WHERE worker_id = :worker AND status = 'running' RETURNING seq"
+
+COUNTS = "SELECT status, count(*) FROM jobqueue_jobs GROUP BY status"
+COUNT = "SELECT count(*) FROM jobqueue_jobs WHERE status = :status"
+
+HEARTBEAT = """
+UPDATE jobqueue_jobs SET lease_expires_at = :expires
+WHERE worker_id = :worker AND status = 'running'
+RETURNING id
+"""
+
+RESCUE = f"""
+UPDATE jobqueue_jobs
+SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
+    worker_id = CASE WHEN attempts >= max_attempts THEN worker_id END,
+    next_retry_at = CASE WHEN attempts >= max_attempts THEN next_retry_at ELSE :now END,
+    finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE finished_at END,
+    error = '{LEASE_EXPIRED}', lease_expires_at = NULL, updated_at = :now
+WHERE status = 'running' AND lease_expires_at <= :now
+RETURNING status
+"""
+
+RETRY = f"""
+UPDATE jobqueue_jobs
+SET status = 'pending', attempts = 0, worker_id = NULL, next_retry_at = NULL,
+    finished_at = NULL, stats = NULL, lease_expires_at = NULL, updated_at = :now
+WHERE id = :id AND status IN ('failed', 'cancelled')
+RETURNING {COLUMNS}
+"""
+
+PURGE_CHUNK = 5000
+
+
+@cache
+def purge(statuses: frozenset[JobStatus]) -> str:
+    """Delete at most PURGE_CHUNK finished jobs in ``statuses`` finished before :cutoff."""
+    names = ", ".join(f"'{s.value}'" for s in sorted(statuses))
+    return f"""
+DELETE FROM jobqueue_jobs WHERE seq IN (
+    SELECT seq FROM jobqueue_jobs
+    WHERE status IN ({names}) AND finished_at < :cutoff
+    LIMIT {PURGE_CHUNK}
+)
+RETURNING seq
+"""
