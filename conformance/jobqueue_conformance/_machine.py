@@ -1,0 +1,362 @@
+"""The Hypothesis state machine: random operation sequences against the reference model.
+
+Every rule calls the backend and the model alike; after every step the whole
+queue (every job with every field, in list order, the counts) must agree with
+the model, and every call must return what the model returns or raise the
+error class the model raises. All timing comes from a fake clock, so the
+machine is deterministic and its failures shrink to short, readable examples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from jobqueue import (
+    CreateJobRequest,
+    InvalidRequestError,
+    Job,
+    JobQueue,
+    JobQueueError,
+    JobStatus,
+)
+from jobqueue.testing import FakeClock
+
+from ._harness import START, Harness, Opener, clear_queue
+from ._model import Model, ModelJob, Refused, job_differences
+
+__all__ = ["QueueMachine", "machine_settings", "state_machine_agrees_with_the_model"]
+
+T = TypeVar("T")
+
+WORKERS = ("w1", "w2", "w3")
+QUEUES = ("default", "q1", "q2")
+QUEUE_FILTERS: tuple[tuple[str, ...] | None, ...] = (None, ("default",), ("q1", "q2"), ("q2",))
+FENCES = ("none", "current", "stale", "wrong_worker", "wrong_attempt", "worker_only",
+          "attempt_only")  # fmt: skip
+STEPS = (
+    timedelta(microseconds=1),
+    timedelta(seconds=1),
+    timedelta(seconds=30),
+    timedelta(minutes=4, seconds=59, microseconds=999999),
+    timedelta(minutes=5),
+    timedelta(minutes=11),
+)
+OFFSETS = (None, -10.0, 0.0, 5.0, 60.0, 600.0)
+
+_text = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8
+)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=6,
+)
+json_objects = st.dictionaries(_text, _json, max_size=3)
+
+requests = st.builds(
+    dict,
+    kind=st.sampled_from(["a", "b"]) | _text.filter(bool),
+    payload=json_objects,
+    queue=st.sampled_from(QUEUES),
+    priority=st.sampled_from([0, 0, 1, -1, 7, 2**31 - 1, -(2**31)]),
+    run_in=st.sampled_from(OFFSETS),
+    max_attempts=st.sampled_from([1, 2, 5]),
+)
+targets = st.integers(-1, 40)
+
+
+def machine_settings() -> settings:
+    """The loaded Hypothesis profile, with the health checks a slow backend would trip removed."""
+    return settings(
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
+
+
+class QueueMachine(RuleBasedStateMachine):
+    """One fresh queue on a fake clock, driven by random operations and checked against a model."""
+
+    def __init__(self, opener: Opener) -> None:
+        super().__init__()
+        self.runner = asyncio.Runner()
+        self.clock = FakeClock(START)
+        self.queue: JobQueue = self.run(opener(self.clock))
+        self.run(clear_queue(self.queue))
+        self.model = Model(self.queue.lease)
+        self.known: list[UUID] = []
+        self.touched: list[UUID] = []
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.runner.run(coro)
+
+    def teardown(self) -> None:
+        try:
+            if hasattr(self, "queue"):
+                self.run(self.queue.close())
+        finally:
+            self.runner.close()
+
+    # ------------------------------------------------------------- helpers
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def target(self, pick: int) -> UUID:
+        """A known id (possibly purged since), or an id no job ever had when ``pick`` < 0."""
+        if pick < 0 or not self.known:
+            return UUID(int=pick + 2)
+        return self.known[pick % len(self.known)]
+
+    def fence(self, job_id: UUID, kind: str) -> tuple[str | None, int | None]:
+        job = self.model.jobs.get(job_id)
+        worker = (job.worker_id if job else None) or "w1"
+        attempt = job.attempts if job else 1
+        if kind == "none":
+            return None, None
+        if kind == "current":
+            return worker, attempt
+        if kind == "stale":
+            return job.claims[0] if job and job.claims else ("w1", 1)
+        if kind == "wrong_worker":
+            return "intruder", attempt
+        if kind == "wrong_attempt":
+            return worker, attempt + 1
+        if kind == "worker_only":
+            return worker, None
+        return None, attempt
+
+    def agree(self, what: str, model_call: Callable[[], T], call: Coroutine[Any, Any, Any]) -> Any:
+        """Run both sides; they must both refuse with the same error class, or both succeed."""
+        refusal: Refused | None = None
+        expected: Any = None
+        try:
+            expected = model_call()
+        except Refused as exc:
+            refusal = exc
+        try:
+            actual = self.run(call)
+        except JobQueueError as exc:
+            if refusal is None:
+                raise AssertionError(
+                    f"{what}: backend raised {type(exc).__name__}: {exc}; the contract says it "
+                    f"succeeds"
+                ) from exc
+            if not isinstance(exc, refusal.error):
+                raise AssertionError(
+                    f"{what}: backend raised {type(exc).__name__}: {exc}; the contract says "
+                    f"{refusal}"
+                ) from exc
+            return None
+        if refusal is not None:
+            raise AssertionError(f"{what}: backend returned {actual!r}; contract says {refusal}")
+        return expected, actual
+
+    def same_jobs(self, what: str, actual: list[Job], expected: list[ModelJob]) -> None:
+        got = [j.id for j in actual]
+        want = [j.id for j in expected]
+        assert got == want, f"{what}: backend gave ids {got}, contract says {want}"
+        for job, model_job in zip(actual, expected, strict=True):
+            problems = job_differences(job, model_job)
+            assert not problems, f"{what}, job {job.id}:\n  " + "\n  ".join(problems)
+
+    # --------------------------------------------------------------- rules
+
+    def _request(self, spec: dict[str, Any]) -> CreateJobRequest:
+        run_in = spec.pop("run_in")
+        run_at = None if run_in is None else self.now() + timedelta(seconds=run_in)
+        return CreateJobRequest(run_at=run_at, **spec)
+
+    @rule(specs=st.lists(requests, max_size=4), single=st.booleans())
+    def create(self, specs: list[dict[str, Any]], single: bool) -> None:
+        reqs = [self._request(dict(s)) for s in specs]
+        if single and reqs:
+            reqs = reqs[:1]
+            created = [self.run(self.queue.create_job(reqs[0]))]
+        else:
+            created = self.run(self.queue.create_jobs(reqs))
+        assert isinstance(created, list) and len(created) == len(reqs), (
+            f"create returned {created!r} for {len(reqs)} requests"
+        )
+        new_ids = [j.id for j in created]
+        assert len(set(new_ids)) == len(new_ids) and not set(new_ids) & set(self.known), (
+            f"create returned an id that is not fresh: {new_ids}"
+        )
+        expected = self.model.create(reqs, new_ids, self.now())
+        self.same_jobs("create", created, expected)
+        self.known += new_ids
+        self.touched = new_ids
+
+    @rule(worker=st.sampled_from(WORKERS), queues=st.sampled_from(QUEUE_FILTERS),
+          limit=st.integers(0, 5))  # fmt: skip
+    def claim(self, worker: str, queues: tuple[str, ...] | None, limit: int) -> None:
+        if limit == 0:
+            got = self.run(self.queue.claim_job(worker, queues=queues))
+            actual = [] if got is None else [got]
+            expected = self.model.claim(worker, 1, queues, self.now())
+        else:
+            actual = self.run(self.queue.claim_jobs(worker, limit, queues=queues))
+            expected = self.model.claim(worker, limit, queues, self.now())
+        self.same_jobs(f"claim by {worker} from {queues}", actual, expected)
+        self.touched = [j.id for j in actual]
+
+    @rule(pick=targets, fence=st.sampled_from(FENCES), stats=json_objects)
+    def complete(self, pick: int, fence: str, stats: dict[str, Any]) -> None:
+        job_id = self.target(pick)
+        worker, attempt = self.fence(job_id, fence)
+        self.agree(
+            f"complete_job({job_id}, worker_id={worker!r}, attempt={attempt!r})",
+            lambda: self.model.complete(job_id, stats, self.now(), worker, attempt),
+            self.queue.complete_job(job_id, stats, worker_id=worker, attempt=attempt),
+        )
+        self.touched = [job_id]
+
+    @rule(pick=targets, fence=st.sampled_from(FENCES), error=_text,
+          retry_in=st.sampled_from(OFFSETS))  # fmt: skip
+    def fail(self, pick: int, fence: str, error: str, retry_in: float | None) -> None:
+        job_id = self.target(pick)
+        worker, attempt = self.fence(job_id, fence)
+        retry_at = None if retry_in is None else self.now() + timedelta(seconds=retry_in)
+        self.agree(
+            f"fail_job({job_id}, next_retry_at={retry_at}, worker_id={worker!r}, "
+            f"attempt={attempt!r})",
+            lambda: self.model.fail(job_id, error, retry_at, self.now(), worker, attempt),
+            self.queue.fail_job(job_id, error, retry_at, worker_id=worker, attempt=attempt),
+        )
+        self.touched = [job_id]
+
+    @rule(pick=targets, fence=st.sampled_from(FENCES), stats=st.none() | json_objects)
+    def cancel(self, pick: int, fence: str, stats: dict[str, Any] | None) -> None:
+        job_id = self.target(pick)
+        worker, attempt = self.fence(job_id, fence)
+        self.agree(
+            f"cancel_job({job_id}, worker_id={worker!r}, attempt={attempt!r})",
+            lambda: self.model.cancel(job_id, stats, self.now(), worker, attempt),
+            self.queue.cancel_job(job_id, stats, worker_id=worker, attempt=attempt),
+        )
+        self.touched = [job_id]
+
+    @rule(pick=targets)
+    def release(self, pick: int) -> None:
+        job_id = self.target(pick)
+        outcome = self.agree(
+            f"release_job({job_id})",
+            lambda: self.model.release(job_id, self.now()),
+            self.queue.release_job(job_id),
+        )
+        if outcome is not None:
+            expected, actual = outcome
+            assert actual is expected, f"release_job returned {actual!r}, contract says {expected}"
+        self.touched = [job_id]
+
+    @rule(worker=st.sampled_from(WORKERS))
+    def release_worker(self, worker: str) -> None:
+        expected = self.model.release_worker(worker, self.now())
+        actual = self.run(self.queue.release_worker_jobs(worker))
+        assert actual == expected, f"release_worker_jobs returned {actual}, contract: {expected}"
+
+    @rule(worker=st.sampled_from(WORKERS))
+    def heartbeat(self, worker: str) -> None:
+        expected = self.model.heartbeat(worker, self.now())
+        actual = self.run(self.queue.heartbeat(worker))
+        assert actual == expected, f"heartbeat({worker}) returned {actual}, contract: {expected}"
+
+    @rule()
+    def rescue(self) -> None:
+        expected = self.model.rescue(self.now())
+        actual = self.run(self.queue.rescue_expired_jobs())
+        assert actual == expected, f"rescue_expired_jobs returned {actual}, contract: {expected}"
+
+    @rule(step=st.sampled_from(STEPS))
+    def advance_clock(self, step: timedelta) -> None:
+        self.clock.advance(step)
+
+    @rule(pick=targets)
+    def retry(self, pick: int) -> None:
+        job_id = self.target(pick)
+        outcome = self.agree(
+            f"retry_job({job_id})",
+            lambda: self.model.retry(job_id, self.now()),
+            self.queue.retry_job(job_id),
+        )
+        if outcome is not None:
+            expected, actual = outcome
+            self.same_jobs("retry_job", [actual], [expected])
+        self.touched = [job_id]
+
+    @precondition(lambda self: bool(self.model.jobs))
+    @rule(offset=st.sampled_from([-60.0, 0.0, 1e-6, 60.0]),
+          statuses=st.none() | st.sets(st.sampled_from(["completed", "failed", "cancelled"]),
+                                       min_size=1))  # fmt: skip
+    def purge(self, offset: float, statuses: set[str] | None) -> None:
+        cutoff = self.now() + timedelta(seconds=offset)
+        wanted = [JobStatus(s) for s in statuses] if statuses else list(JobStatus)[2:]
+        expected = self.model.purge(cutoff, wanted)
+        actual = self.run(self.queue.purge_jobs(cutoff, statuses))
+        assert actual == expected, f"purge_jobs returned {actual}, contract: {expected}"
+
+    @rule(pick=targets, which=st.integers(0, 10))
+    def bad_input(self, pick: int, which: int) -> None:
+        job_id = self.target(pick)
+        naive = datetime(2030, 1, 1)
+        queue = self.queue
+        calls: list[Callable[[], Coroutine[Any, Any, Any]]] = [
+            lambda: queue.claim_jobs("w1", 0),
+            lambda: queue.claim_job("", queues=None),
+            lambda: queue.claim_job("w1", queues=[]),
+            lambda: queue.complete_job(job_id, {"x": {1, 2}}),
+            lambda: queue.complete_job(job_id, {}, attempt=-1),
+            lambda: queue.fail_job(job_id, "e", naive),
+            lambda: queue.cancel_job(job_id, [1, 2]),  # type: ignore[arg-type]
+            lambda: queue.list_jobs(limit=0),
+            lambda: queue.count_by_status("unknown"),
+            lambda: queue.release_job("not-a-uuid"),
+            lambda: queue.purge_jobs(self.now(), ["running"]),
+        ]
+        call = calls[which]()
+        try:
+            result = self.run(call)
+        except InvalidRequestError:
+            return
+        raise AssertionError(f"bad input #{which} returned {result!r} instead of raising")
+
+    # ----------------------------------------------------------- invariant
+
+    @invariant()
+    def backend_agrees_with_model(self) -> None:
+        listed = self.run(self.queue.list_jobs(limit=100_000))
+        self.same_jobs("list_jobs()", listed, self.model.list(None, 100_000))
+        counts = self.run(self.queue.counts())
+        assert counts == self.model.counts(), f"counts() {counts} != {self.model.counts()}"
+        for status in JobStatus:
+            n = self.run(self.queue.count_by_status(status))
+            assert n == self.model.counts()[status], f"count_by_status({status}) is {n}"
+            page = self.run(self.queue.list_jobs(status, limit=3))
+            self.same_jobs(f"list_jobs({status}, limit=3)", page, self.model.list(status, 3))
+        for job_id in self.touched:
+            job = self.run(self.queue.get_job(job_id))
+            model_job = self.model.jobs.get(job_id)
+            if model_job is None:
+                assert job is None, f"get_job({job_id}) found a job the contract says is gone"
+            else:
+                assert job is not None, f"get_job({job_id}) is None"
+                self.same_jobs(f"get_job({job_id})", [job], [model_job])
+        self.touched = []
+
+
+def state_machine_agrees_with_the_model(h: Harness) -> None:
+    """Random sequences of every operation agree with the reference model after every step."""
+    run_state_machine_as_test(lambda: QueueMachine(h.opener), settings=machine_settings())

@@ -1,0 +1,2 @@
+def run(url: str) -> int:
+    raise NotImplementedError
