@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeAlias
-from uuid import UUID
 
 from . import _validation as check
 from ._errors import InvalidRequestError, InvalidTransitionError, JobNotFoundError
@@ -162,7 +161,9 @@ class Worker:
         self._hook_job_started = hook.jobqueue_job_started
         self._hook_job_finished = hook.jobqueue_job_finished
 
-        self._running: dict[UUID, _Running] = {}
+        # A set, not a dict by id: a job released or rescued and claimed again by
+        # this worker has its stale attempt here too until that handler unwinds.
+        self._running: set[_Running] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = False
         self._stop_event = asyncio.Event()
@@ -317,6 +318,8 @@ class Worker:
             if free <= 0:
                 await self._wait_for_slot()
                 continue
+            # Cleared before claiming, so a handler finishing during the claim still wakes _idle.
+            self._slot_freed.clear()
             try:
                 jobs = await queue.claim_jobs(self._worker_id, free, queues=self._queues)
             except Exception:
@@ -337,27 +340,28 @@ class Worker:
                 self._start(job)
             if len(jobs) == free:
                 continue
-            if drain:
-                if not self._running:
-                    return
-                await self._wait_for_slot()
-            else:
-                await self._idle()
+            if drain and not self._running:
+                return
+            await self._idle(wake_on_slot=drain)
 
     async def _wait_for_slot(self) -> None:
         self._slot_freed.clear()
         await self._slot_freed.wait()
 
-    async def _idle(self) -> None:
-        """Wait for a notification from the queue, ``poll_interval``, or a stop."""
+    async def _idle(self, *, wake_on_slot: bool) -> None:
+        """Wait for a notification from the queue, ``poll_interval``, a stop, or
+        (``wake_on_slot``) a handler finishing."""
         loop = asyncio.get_running_loop()
         waiter = loop.create_task(self._queue.wait_for_jobs(self._poll_interval))
-        stopper = loop.create_task(self._stop_event.wait())
+        others = [loop.create_task(self._stop_event.wait())]
+        if wake_on_slot:
+            others.append(loop.create_task(self._slot_freed.wait()))
         try:
-            await asyncio.wait((waiter, stopper), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((waiter, *others), return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
-            stopper.cancel()
+            for task in others:
+                task.cancel()
         if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
             logger.warning(
                 "worker %s: waiting for jobs failed: %s",
@@ -374,8 +378,11 @@ class Worker:
     # ------------------------------------------------------------------ running
 
     def _start(self, job: Job) -> None:
+        for stale in self._running:
+            if stale.job.id == job.id:
+                self._abandon(stale, "lost")
         entry = _Running(job)
-        self._running[job.id] = entry
+        self._running.add(entry)
         loop = self._loop
         assert loop is not None
         entry.task = loop.create_task(self._execute(entry))
@@ -412,7 +419,7 @@ class Worker:
             outcome = entry.abandon or "lost"
             raise
         finally:
-            del self._running[job.id]
+            self._running.discard(entry)
             self._slot_freed.set()
             self._call_hook_fast(
                 self._hook_job_finished,
@@ -577,7 +584,7 @@ class Worker:
         if not self._running:
             return
         # Only jobs claimed before the call may be judged by its answer.
-        watched = list(self._running.values())
+        watched = list(self._running)
         try:
             alive = await self._queue.heartbeat(self._worker_id)
         except Exception as exc:
@@ -589,16 +596,17 @@ class Worker:
             )
             return
         for entry in watched:
-            task = entry.task
-            if (
-                entry.job.id not in alive
-                and not entry.recording
-                and entry.abandon is None
-                and task is not None
-                and not task.done()
-            ):
-                entry.abandon = "lost"
-                task.cancel()
+            if entry.job.id not in alive:
+                self._abandon(entry, "lost")
+
+    @staticmethod
+    def _abandon(entry: _Running, reason: str) -> None:
+        """Cancel a handler whose result must not be recorded; a recording one is left alone."""
+        task = entry.task
+        if entry.recording or entry.abandon is not None or task is None or task.done():
+            return
+        entry.abandon = reason
+        task.cancel()
 
     async def _rescue_loop(self) -> None:
         while True:
@@ -643,13 +651,13 @@ class Worker:
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         break
-                    tasks = {e.task for e in self._running.values() if e.task is not None}
+                    tasks = {e.task for e in self._running if e.task is not None}
                     await asyncio.wait(
                         (*tasks, force), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
                     )
             finally:
                 force.cancel()
-        left = list(self._running.values())
+        left = list(self._running)
         for entry in left:
             if entry.abandon is None:
                 entry.abandon = "released"
