@@ -1,0 +1,476 @@
+"""``PostgresJobQueue``: the contract on PostgreSQL through a psycopg connection pool.
+
+Every operation is one statement (a claim: a promotion statement and the claim,
+pipelined in one round trip) on an autocommit connection, so it is applied
+whole or not at all, also when the connection drops mid-call. Refused
+outcome writes are compare-and-sets that matched nothing; the job is then read
+and the refusal explained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import select
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Self, TypeVar
+from uuid import UUID, uuid4
+
+import psycopg
+import psycopg.errors
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from jobqueue import (
+    BackendUnavailableError,
+    CreateJobRequest,
+    InvalidRequestError,
+    Job,
+    JobNotFoundError,
+    JobQueue,
+    JobStatus,
+)
+from jobqueue.backend import NO_FENCE, Fence, Outcome, explain_refusal
+
+from . import _schema
+from ._notify import Listener
+from ._options import Settings
+from ._sql import Statements, statements
+
+__all__ = ["PostgresJobQueue"]
+
+logger = logging.getLogger("jobqueue.postgres")
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+_STATUS = {status.value: status for status in JobStatus}
+_CHANNEL_BYTES = 63
+# Errors that mean the database (or our schema in it) cannot serve the call.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.InvalidSchemaName,
+    PoolTimeout,
+    PoolClosed,
+)
+
+
+def channel_for(schema: str) -> str:
+    """The ``NOTIFY`` channel of a schema's queue (fits PostgreSQL's 63-byte names)."""
+    channel = f"jobqueue.{schema}"
+    if len(channel.encode()) <= _CHANNEL_BYTES:
+        return channel
+    return f"jobqueue.{hashlib.sha256(schema.encode()).hexdigest()[:40]}"
+
+
+class PostgresJobQueue(JobQueue):
+    """A queue in one schema of a PostgreSQL database, shared by every process that opens it.
+
+    Safe for any number of concurrent tasks on one handle (each operation
+    takes its own pooled connection) and any number of handles in any number
+    of processes and hosts.
+    """
+
+    def __init__(
+        self, settings: Settings, pool: AsyncConnectionPool[Any], *, clock: Any, lease: timedelta
+    ) -> None:
+        super().__init__(clock=clock, lease=lease)
+        self._settings = settings
+        self._pool = pool
+        self._sql: Statements = statements(settings.schema)
+        self._channel = channel_for(settings.schema)
+        self._listener: Listener | None = None
+        self._seen = 0
+
+    @classmethod
+    async def open(cls, settings: Settings, *, clock: Any, lease: timedelta, migrate: bool) -> Self:
+        """Check or migrate the schema on a direct connection, then open the pool."""
+        _check_conninfo(settings)
+        queue_name = f"jobqueue {settings.display_url} schema={settings.schema}"
+        try:
+            async with asyncio.timeout(settings.connect_timeout + settings.timeout):
+                conn = await asyncio.wait_for(
+                    AsyncConnection.connect(settings.conninfo, autocommit=True),
+                    settings.connect_timeout,
+                )
+                async with conn:
+                    if migrate:
+                        await _schema.migrate(conn, settings.schema, settings.display_url)
+                    else:
+                        await _schema.require_current(conn, settings.schema, settings.display_url)
+        except TimeoutError:
+            raise BackendUnavailableError(
+                f"cannot reach PostgreSQL at {settings.display_url}: "
+                f"no answer within {settings.connect_timeout:g} s"
+            ) from None
+        except psycopg.Error as exc:
+            raise _unavailable(settings, exc, "cannot open") from None
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            settings.conninfo,
+            kwargs={
+                "autocommit": True,
+                "prepare_threshold": 5 if settings.prepared_statements else None,
+            },
+            min_size=settings.min_size,
+            max_size=settings.max_size,
+            timeout=settings.timeout,
+            name=queue_name,
+            open=False,
+        )
+        await pool.open(wait=False)
+        return cls(settings, pool, clock=clock, lease=lease)
+
+    def __repr__(self) -> str:
+        return f"<PostgresJobQueue {self._settings.display_url} schema={self._settings.schema}>"
+
+    @property
+    def schema(self) -> str:
+        """The PostgreSQL schema holding this queue's tables."""
+        return self._settings.schema
+
+    @property
+    def pool_size(self) -> int:
+        """The most connections this handle opens for operations (``max_size``)."""
+        return self._settings.max_size
+
+    # ------------------------------------------------------------ plumbing
+
+    def _now_param(self) -> datetime | None:
+        return None if self.clock is None else self.now()
+
+    async def _run(self, operation: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """Run ``operation`` on a healthy pooled connection within the ``timeout`` option."""
+        settings = self._settings
+        try:
+            async with asyncio.timeout(settings.timeout):
+                conn = await self._acquire()
+                try:
+                    return await operation(conn)
+                finally:
+                    await self._pool.putconn(conn)
+        except TimeoutError:
+            raise BackendUnavailableError(
+                f"PostgreSQL at {settings.display_url} did not answer within "
+                f"{settings.timeout:g} s (the timeout option)"
+            ) from None
+        except _UNAVAILABLE as exc:
+            raise _unavailable(settings, exc, "lost") from None
+        except psycopg.DataError as exc:
+            raise InvalidRequestError(
+                f"PostgreSQL rejected a value: {settings.scrub(str(exc))}"
+            ) from None
+
+    async def _acquire(self) -> AsyncConnection[Any]:
+        """A pooled connection, skipping (and replacing) ones the server has closed.
+
+        An idle connection has nothing to read; if its socket is readable the
+        server sent an error and hung up (terminated backend, restart), so the
+        connection is dropped before a statement is wasted on it.
+        """
+        while True:
+            conn: AsyncConnection[Any] = await self._pool.getconn()
+            if not _closed_by_server(conn):
+                return conn
+            await conn.close()
+            await self._pool.putconn(conn)
+
+    async def _fetchall(self, query: bytes, params: Mapping[str, Any]) -> list[Row]:
+        async def run(conn: AsyncConnection[Any]) -> list[Row]:
+            cur = await conn.execute(query, params)
+            return await cur.fetchall()
+
+        return await self._run(run)
+
+    async def _fetchone(self, query: bytes, params: Mapping[str, Any]) -> Row:
+        rows = await self._fetchall(query, params)
+        return rows[0]
+
+    async def _rowcount(self, query: bytes, params: Mapping[str, Any]) -> int:
+        async def run(conn: AsyncConnection[Any]) -> int:
+            cur = await conn.execute(query, params)
+            return cur.rowcount
+
+        return await self._run(run)
+
+    # ------------------------------------------------------------ primitives
+
+    async def _create_jobs(self, requests: Sequence[CreateJobRequest]) -> list[Job]:
+        ids = [uuid4() for _ in requests]
+        payloads = [json.dumps(r.payload) for r in requests]
+        now = self._now_param()
+        if len(requests) == 1:
+            (request,) = requests
+            params: dict[str, Any] = {
+                "now": now,
+                "channel": self._channel,
+                "id": ids[0],
+                "kind": request.kind,
+                "payload": payloads[0],
+                "queue": request.queue,
+                "priority": request.priority,
+                "max_attempts": request.max_attempts,
+                "run_at": request.run_at,
+            }
+            row = await self._fetchone(self._sql.create_one, params)
+        else:
+            params = {
+                "now": now,
+                "channel": self._channel,
+                "ids": ids,
+                "kinds": [r.kind for r in requests],
+                "payloads": payloads,
+                "queues": [r.queue for r in requests],
+                "priorities": [r.priority for r in requests],
+                "max_attempts": [r.max_attempts for r in requests],
+                "run_ats": [r.run_at for r in requests],
+            }
+            row = await self._fetchone(self._sql.create_many, params)
+        created_at = _utc(row[0])
+        return [
+            Job(
+                id=job_id,
+                kind=request.kind,
+                payload=json.loads(payload),
+                queue=request.queue,
+                priority=request.priority,
+                status=JobStatus.PENDING,
+                attempts=0,
+                max_attempts=request.max_attempts,
+                worker_id=None,
+                error=None,
+                stats=None,
+                run_at=request.run_at,
+                next_retry_at=None,
+                lease_expires_at=None,
+                created_at=created_at,
+                updated_at=created_at,
+                started_at=None,
+                finished_at=None,
+            )
+            for job_id, request, payload in zip(ids, requests, payloads, strict=True)
+        ]
+
+    async def _claim_jobs(
+        self, worker_id: str, limit: int, queues: tuple[str, ...] | None
+    ) -> list[Job]:
+        if self._listener is not None:
+            self._seen = self._listener.count
+        now = self._now_param()
+        promote = self._sql.promote
+        claim = self._sql.claim if queues is None else self._sql.claim_queues
+        params = {
+            "now": now,
+            "worker": worker_id,
+            "limit": limit,
+            "lease": self.lease,
+            "queues": None if queues is None else list(queues),
+        }
+
+        async def run(conn: AsyncConnection[Any]) -> list[Row]:
+            async with conn.pipeline():
+                await conn.execute(promote, {"now": now})
+                cur = await conn.execute(claim, params)
+            return await cur.fetchall()
+
+        rows = await self._run(run)
+        if len(rows) > 1:
+            rows.sort(key=_claim_order)
+        return [_job(row) for row in rows]
+
+    async def _complete_job(self, job_id: UUID, stats: dict[str, Any], fence: Fence) -> None:
+        params = _fence_params(Outcome.COMPLETE, job_id, fence, self._now_param())
+        params["stats"] = json.dumps(stats)
+        if not await self._rowcount(self._sql.complete, params):
+            await self._refuse(Outcome.COMPLETE, job_id, fence)
+
+    async def _fail_job(
+        self, job_id: UUID, error: str, next_retry_at: datetime | None, fence: Fence
+    ) -> None:
+        params = _fence_params(Outcome.FAIL, job_id, fence, self._now_param())
+        params["error"] = _storable_text(error)
+        if next_retry_at is None:
+            changed = await self._rowcount(self._sql.fail_final, params)
+        else:
+            params["retry_at"] = next_retry_at
+            params["channel"] = self._channel
+            changed = (await self._fetchone(self._sql.fail_retry, params))[0]
+        if not changed:
+            await self._refuse(Outcome.FAIL, job_id, fence)
+
+    async def _cancel_job(self, job_id: UUID, stats: dict[str, Any] | None, fence: Fence) -> None:
+        params = _fence_params(Outcome.CANCEL, job_id, fence, self._now_param())
+        params["stats"] = None if stats is None else json.dumps(stats)
+        if not await self._rowcount(self._sql.cancel, params):
+            await self._refuse(Outcome.CANCEL, job_id, fence)
+
+    async def _refuse(self, outcome: Outcome, job_id: UUID, fence: Fence) -> None:
+        raise explain_refusal(outcome, await self._get_job(job_id), job_id, fence)
+
+    async def _get_job(self, job_id: UUID) -> Job | None:
+        rows = await self._fetchall(self._sql.get, {"id": job_id})
+        return _job(rows[0]) if rows else None
+
+    async def _list_jobs(self, status: JobStatus | None, limit: int) -> list[Job]:
+        if status is None:
+            rows = await self._fetchall(self._sql.list_all, {"limit": limit})
+        else:
+            rows = await self._fetchall(
+                self._sql.list_status, {"status": status.value, "limit": limit}
+            )
+        return [_job(row) for row in rows]
+
+    async def _release_job(self, job_id: UUID) -> bool:
+        params = {"id": job_id, "now": self._now_param(), "channel": self._channel}
+        released, exists, _ = await self._fetchone(self._sql.release, params)
+        if not exists:
+            raise JobNotFoundError(job_id)
+        return bool(released)
+
+    async def _release_worker_jobs(self, worker_id: str) -> int:
+        params = {"worker": worker_id, "now": self._now_param(), "channel": self._channel}
+        released: int = (await self._fetchone(self._sql.release_worker, params))[0]
+        return released
+
+    async def _counts(self) -> Mapping[JobStatus, int]:
+        rows = await self._fetchall(self._sql.counts, {})
+        return {_STATUS[status]: count for status, count in rows}
+
+    async def _count_by_status(self, status: JobStatus) -> int:
+        count: int = (await self._fetchone(self._sql.count_status, {"status": status.value}))[0]
+        return count
+
+    async def _heartbeat(self, worker_id: str) -> set[UUID]:
+        params = {"worker": worker_id, "now": self._now_param(), "lease": self.lease}
+        return {row[0] for row in await self._fetchall(self._sql.heartbeat, params)}
+
+    async def _rescue_expired_jobs(self) -> int:
+        params = {"now": self._now_param(), "channel": self._channel}
+        rescued: int = (await self._fetchone(self._sql.rescue, params))[0]
+        return rescued
+
+    async def _retry_job(self, job_id: UUID) -> Job:
+        params = {"id": job_id, "now": self._now_param(), "channel": self._channel}
+        rows = await self._fetchall(self._sql.retry, params)
+        if rows:
+            return _job(rows[0])
+        raise explain_refusal(Outcome.RETRY, await self._get_job(job_id), job_id, NO_FENCE)
+
+    async def _purge_jobs(self, finished_before: datetime, statuses: frozenset[JobStatus]) -> int:
+        params = {"statuses": sorted(s.value for s in statuses), "before": finished_before}
+        return await self._rowcount(self._sql.purge, params)
+
+    async def _wait_for_jobs(self, timeout: float) -> None:
+        if not self._settings.notify:
+            await asyncio.sleep(timeout)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._listener is None:
+            self._listener = Listener(
+                self._settings.conninfo,
+                self._channel,
+                self._settings.connect_timeout,
+                name=repr(self),
+                scrub=self._settings.scrub,
+            )
+            self._seen = self._listener.count
+        listener = self._listener
+        if not listener.listening:
+            await listener.start(timeout)
+            self._seen = listener.count
+        await listener.wait(max(0.0, deadline - loop.time()), self._seen)
+        self._seen = listener.count
+
+    async def _close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+        await self._pool.close()
+
+
+def _check_conninfo(settings: Settings) -> None:
+    """Let libpq reject an unknown or malformed URL query parameter before connecting."""
+    try:
+        psycopg.conninfo.conninfo_to_dict(settings.conninfo)
+    except psycopg.ProgrammingError as exc:
+        raise InvalidRequestError(
+            f"invalid PostgreSQL URL {settings.display_url}: {settings.scrub(str(exc))}"
+        ) from None
+
+
+def _unavailable(settings: Settings, exc: BaseException, what: str) -> BackendUnavailableError:
+    detail = settings.scrub(str(exc).strip()) or type(exc).__name__
+    if isinstance(exc, PoolTimeout):
+        detail = f"no connection available within {settings.timeout:g} s ({detail})"
+    return BackendUnavailableError(
+        f"PostgreSQL at {settings.display_url} ({what}): {type(exc).__name__}: {detail}"
+    )
+
+
+def _closed_by_server(conn: AsyncConnection[Any]) -> bool:
+    if conn.closed or conn.broken:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _fence_params(
+    outcome: Outcome, job_id: UUID, fence: Fence, now: datetime | None
+) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "now": now,
+        "allowed": sorted(s.value for s in fence.allowed_statuses(outcome)),
+        "worker": fence.worker_id,
+        "attempt": fence.attempt,
+    }
+
+
+def _storable_text(text: str) -> str:
+    """PostgreSQL text cannot hold NUL; error texts are informational, so NUL becomes U+FFFD."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is UTC:
+        return value
+    return value.astimezone(UTC)
+
+
+def _claim_order(row: Row) -> tuple[int, bool, datetime, int]:
+    # Columns: priority 4, next_retry_at 12, created_at 14, seq 18.
+    return (-row[4], row[12] is not None, row[14], row[18])
+
+
+def _job(row: Row) -> Job:
+    return Job(
+        id=row[0],
+        kind=row[1],
+        payload=row[2],
+        queue=row[3],
+        priority=row[4],
+        status=_STATUS[row[5]],
+        attempts=row[6],
+        max_attempts=row[7],
+        worker_id=row[8],
+        error=row[9],
+        stats=row[10],
+        run_at=_utc_or_none(row[11]),
+        next_retry_at=_utc_or_none(row[12]),
+        lease_expires_at=_utc_or_none(row[13]),
+        created_at=_utc(row[14]),
+        updated_at=_utc(row[15]),
+        started_at=_utc_or_none(row[16]),
+        finished_at=_utc_or_none(row[17]),
+    )

@@ -1,0 +1,240 @@
+"""Every statement the backend runs, written once, with the schema quoted in.
+
+Values are always bound parameters (``%(name)s``); the only thing formatted
+into the text is the schema, validated and quoted with ``psycopg.sql``.
+
+Time: ``NOW`` is the injected clock's value when the queue has one (passed as
+``%(now)s``), else the database's transaction timestamp, so that every host
+agrees on leases and eligibility. Within one statement it is one instant.
+
+Readiness: a pending row is ``ready`` when it was claimable the last time it
+was written. The claim index covers ready rows only, so future-dated jobs and
+retries never lie in the claim scan's path; :data:`PROMOTE` marks rows ready
+once they fall due and runs before each claim.
+
+Wake-ups: a statement that makes jobs claimable sends one ``pg_notify`` on the
+queue's channel (``WAKE``), only when it changed a row, so a transaction sends
+at most one notification however many jobs it touches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+NOW = "coalesce(%(now)s::timestamptz, now())"
+COLUMNS = (
+    "id, kind, payload, queue, priority, status, attempts, max_attempts, worker_id, error, "
+    "stats, run_at, next_retry_at, lease_expires_at, created_at, updated_at, started_at, "
+    "finished_at"
+)
+_J_COLUMNS = ", ".join(f"j.{c.strip()}" for c in COLUMNS.split(","))
+_FENCE = (
+    "status = ANY(%(allowed)s::text[])"
+    " AND (%(worker)s::text IS NULL OR worker_id = %(worker)s::text)"
+    " AND (%(attempt)s::integer IS NULL OR attempts = %(attempt)s::integer)"
+)
+
+
+def _wake(where: str = "") -> str:
+    return (
+        "(SELECT count(pg_notify(%(channel)s, '')) "
+        f"FROM (SELECT 1 FROM changed {where} LIMIT 1) AS one)"
+    )
+
+
+def _ready(run_at: str, next_retry_at: str) -> str:
+    eligible = f"greatest({run_at}, {next_retry_at})"
+    return f"({eligible} IS NULL OR {eligible} <= {NOW})"
+
+
+_TEXT = {
+    "create_one": f"""
+        WITH changed AS (
+            INSERT INTO {{jobs}} (id, kind, payload, queue, priority, status, attempts,
+                                  max_attempts, run_at, created_at, updated_at, ready)
+            VALUES (%(id)s::uuid, %(kind)s::text, %(payload)s::jsonb, %(queue)s::text,
+                    %(priority)s::integer, 'pending', 0, %(max_attempts)s::integer,
+                    %(run_at)s::timestamptz, {NOW}, {NOW},
+                    {_ready("%(run_at)s::timestamptz", "NULL")})
+            RETURNING created_at
+        )
+        SELECT created_at, {_wake()} FROM changed""",
+    "create_many": f"""
+        WITH changed AS (
+            INSERT INTO {{jobs}} (id, kind, payload, queue, priority, status, attempts,
+                                  max_attempts, run_at, created_at, updated_at, ready)
+            SELECT r.id, r.kind, r.payload::jsonb, r.queue, r.priority, 'pending', 0,
+                   r.max_attempts, r.run_at, {NOW}, {NOW}, {_ready("r.run_at", "NULL")}
+            FROM unnest(%(ids)s::uuid[], %(kinds)s::text[], %(payloads)s::text[],
+                        %(queues)s::text[], %(priorities)s::integer[],
+                        %(max_attempts)s::integer[], %(run_ats)s::timestamptz[])
+                 WITH ORDINALITY AS r(id, kind, payload, queue, priority, max_attempts,
+                                      run_at, ord)
+            ORDER BY r.ord
+            RETURNING created_at
+        )
+        SELECT min(created_at), {_wake()} FROM changed""",
+    "promote": f"""
+        UPDATE {{jobs}} SET ready = true
+        WHERE id IN (
+            SELECT id FROM {{jobs}}
+            WHERE status = 'pending' AND NOT ready AND greatest(run_at, next_retry_at) <= {NOW}
+            FOR UPDATE SKIP LOCKED
+        ) AND status = 'pending' AND NOT ready""",
+    "claim": f"""
+        WITH picked AS MATERIALIZED (
+            SELECT id FROM {{jobs}}
+            WHERE status = 'pending' AND ready
+              AND (run_at IS NULL OR run_at <= {NOW})
+              AND (next_retry_at IS NULL OR next_retry_at <= {NOW})
+              {{queue_filter}}
+            ORDER BY priority DESC, (next_retry_at IS NOT NULL), created_at, seq
+            LIMIT %(limit)s::integer
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE {{jobs}} j
+        SET status = 'running', worker_id = %(worker)s::text, attempts = j.attempts + 1,
+            started_at = {NOW}, lease_expires_at = {NOW} + %(lease)s::interval,
+            updated_at = {NOW}
+        FROM picked
+        WHERE j.id = picked.id AND j.status = 'pending'
+        RETURNING {_J_COLUMNS}, j.seq""",
+    "complete": f"""
+        UPDATE {{jobs}}
+        SET status = 'completed', stats = %(stats)s::jsonb, finished_at = {NOW},
+            lease_expires_at = NULL, updated_at = {NOW}
+        WHERE id = %(id)s::uuid AND {_FENCE}""",
+    "fail_final": f"""
+        UPDATE {{jobs}}
+        SET status = 'failed', error = %(error)s::text, finished_at = {NOW},
+            lease_expires_at = NULL, updated_at = {NOW}
+        WHERE id = %(id)s::uuid AND {_FENCE}""",
+    "fail_retry": f"""
+        WITH changed AS (
+            UPDATE {{jobs}}
+            SET status = 'pending', worker_id = NULL, error = %(error)s::text,
+                next_retry_at = %(retry_at)s::timestamptz, lease_expires_at = NULL,
+                updated_at = {NOW}, ready = {_ready("run_at", "%(retry_at)s::timestamptz")}
+            WHERE id = %(id)s::uuid AND {_FENCE}
+            RETURNING 1
+        )
+        SELECT count(*), {_wake()} FROM changed""",
+    "cancel": f"""
+        UPDATE {{jobs}}
+        SET status = 'cancelled', stats = coalesce(%(stats)s::jsonb, stats),
+            finished_at = {NOW}, lease_expires_at = NULL, updated_at = {NOW}
+        WHERE id = %(id)s::uuid AND {_FENCE}""",
+    "get": f"SELECT {COLUMNS} FROM {{jobs}} WHERE id = %(id)s::uuid",
+    "list_all": f"""
+        SELECT {COLUMNS} FROM {{jobs}}
+        ORDER BY created_at DESC, seq DESC LIMIT %(limit)s::integer""",
+    "list_status": f"""
+        SELECT {COLUMNS} FROM {{jobs}} WHERE status = %(status)s::text
+        ORDER BY created_at DESC, seq DESC LIMIT %(limit)s::integer""",
+    "release": f"""
+        WITH changed AS (
+            UPDATE {{jobs}}
+            SET status = 'pending', worker_id = NULL, attempts = attempts - 1,
+                lease_expires_at = NULL, updated_at = {NOW},
+                ready = {_ready("run_at", "next_retry_at")}
+            WHERE id = %(id)s::uuid AND status = 'running'
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM changed),
+               EXISTS (SELECT 1 FROM {{jobs}} WHERE id = %(id)s::uuid), {_wake()}""",
+    "release_worker": f"""
+        WITH changed AS (
+            UPDATE {{jobs}}
+            SET status = 'pending', worker_id = NULL, attempts = attempts - 1,
+                lease_expires_at = NULL, updated_at = {NOW},
+                ready = {_ready("run_at", "next_retry_at")}
+            WHERE status = 'running' AND worker_id = %(worker)s::text
+            RETURNING 1
+        )
+        SELECT count(*), {_wake()} FROM changed""",
+    "counts": "SELECT status, count(*) FROM {jobs} GROUP BY status",
+    "count_status": "SELECT count(*) FROM {jobs} WHERE status = %(status)s::text",
+    "heartbeat": f"""
+        UPDATE {{jobs}} SET lease_expires_at = {NOW} + %(lease)s::interval
+        WHERE status = 'running' AND worker_id = %(worker)s::text
+        RETURNING id""",
+    "rescue": f"""
+        WITH expired AS MATERIALIZED (
+            SELECT id FROM {{jobs}}
+            WHERE status = 'running' AND lease_expires_at <= {NOW}
+            FOR UPDATE SKIP LOCKED
+        ), changed AS (
+            UPDATE {{jobs}} j
+            SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'pending' END,
+                worker_id = CASE WHEN j.attempts >= j.max_attempts THEN j.worker_id END,
+                error = 'lease expired',
+                next_retry_at = CASE WHEN j.attempts >= j.max_attempts
+                                     THEN j.next_retry_at ELSE {NOW} END,
+                finished_at = CASE WHEN j.attempts >= j.max_attempts
+                                   THEN {NOW} ELSE j.finished_at END,
+                lease_expires_at = NULL, updated_at = {NOW},
+                ready = {_ready("j.run_at", NOW)}
+            FROM expired
+            WHERE j.id = expired.id AND j.status = 'running'
+            RETURNING j.status
+        )
+        SELECT count(*), {_wake("WHERE status = 'pending'")} FROM changed""",
+    "retry": f"""
+        WITH changed AS (
+            UPDATE {{jobs}}
+            SET status = 'pending', attempts = 0, worker_id = NULL, next_retry_at = NULL,
+                finished_at = NULL, stats = NULL, lease_expires_at = NULL, updated_at = {NOW},
+                ready = {_ready("run_at", "NULL")}
+            WHERE id = %(id)s::uuid AND status IN ('failed', 'cancelled')
+            RETURNING {COLUMNS}
+        )
+        SELECT changed.*, {_wake()} FROM changed""",
+    "purge": """
+        DELETE FROM {jobs}
+        WHERE status = ANY(%(statuses)s::text[]) AND finished_at < %(before)s::timestamptz""",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Statements:
+    """The statements of one schema, rendered once per queue handle."""
+
+    create_one: bytes
+    create_many: bytes
+    promote: bytes
+    claim: bytes
+    claim_queues: bytes
+    complete: bytes
+    fail_final: bytes
+    fail_retry: bytes
+    cancel: bytes
+    get: bytes
+    list_all: bytes
+    list_status: bytes
+    release: bytes
+    release_worker: bytes
+    counts: bytes
+    count_status: bytes
+    heartbeat: bytes
+    rescue: bytes
+    retry: bytes
+    purge: bytes
+
+
+def statements(schema: str) -> Statements:
+    """The statements for the tables of ``schema`` (already validated)."""
+    jobs = sql.Identifier(schema, "jobs")
+    composed: dict[str, bytes] = {}
+    for name, text in _TEXT.items():
+        if name == "claim":
+            for variant, queue_filter in (
+                ("claim", ""),
+                ("claim_queues", "AND queue = ANY(%(queues)s::text[])"),
+            ):
+                query = sql.SQL(text).format(jobs=jobs, queue_filter=sql.SQL(queue_filter))
+                composed[variant] = query.as_bytes(None)
+        else:
+            composed[name] = sql.SQL(text).format(jobs=jobs).as_bytes(None)
+    return Statements(**composed)
