@@ -24,7 +24,7 @@ from .._queue import JobQueue
 from .._retry import RetryPolicy
 from .._worker import Worker
 from ._app import Settings, emit_json, open_queue, queue_options, run, settings
-from ._render import STATUS_STYLES, console
+from ._render import STATUS_STYLES, console, last_line
 
 __all__ = ["demo"]
 
@@ -225,13 +225,8 @@ def _summary(jobs: list[Job], elapsed: float, concurrency: int) -> dict[str, Any
         "attempts": sum(j.attempts for j in jobs),
         "retries": sum(max(0, j.attempts - 1) for j in jobs),
         "by_kind": kinds,
-        "failed": [{"id": str(j.id), "kind": j.kind, "error": _last_line(j.error)} for j in failed],
+        "failed": [{"id": str(j.id), "kind": j.kind, "error": last_line(j.error)} for j in failed],
     }
-
-
-def _last_line(text: str | None) -> str:
-    lines = [line for line in (text or "").splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
 
 
 def _print_summary(result: dict[str, Any], where: str, kept: str | None) -> None:

@@ -170,7 +170,7 @@ def list_jobs(status: str | None, limit: int, **_: Any) -> None:
     if not jobs:
         out.print("No jobs" + (f" with status {status}." if status else "."))
         return
-    out.print(jobs_table(jobs))
+    out.print(jobs_table(jobs, out.width))
     if len(jobs) == limit:
         out.print(f"The {limit} newest; --limit shows more.", style="dim")
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -32,8 +34,11 @@ STATUS_STYLES = {
 
 
 def console(*, stderr: bool = False) -> Console:
-    """A console for the command's output; plain text when not a terminal."""
-    return Console(stderr=stderr, highlight=False)
+    """A console for the command's output: plain text, and wide, when not a terminal."""
+    out = Console(stderr=stderr, highlight=False)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = max(out.width, 160)
+    return out
 
 
 def when(value: datetime | None) -> str:
@@ -45,30 +50,50 @@ def status_text(status: JobStatus) -> Text:
     return Text(status.value, style=STATUS_STYLES[status])
 
 
-def first_line(text: str | None, width: int = 60) -> str:
-    """The last non-empty line of an error (a traceback ends with the exception)."""
-    if not text:
-        return ""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    line = lines[-1] if lines else ""
-    return line if len(line) <= width else line[: width - 1] + "…"
+def last_line(text: str | None) -> str:
+    """The last non-empty line of an error: a traceback ends with the exception."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
-def jobs_table(jobs: Sequence[Job]) -> Table:
-    """One row per job, newest first as given."""
-    table = Table("id", "kind", "queue", "status", "attempts", "priority", "created (UTC)", "error")
-    table.columns[0].no_wrap = True
-    for job in jobs:
-        table.add_row(
-            Text(str(job.id)),
-            Text(job.kind),
-            Text(job.queue),
-            status_text(job.status),
-            f"{job.attempts}/{job.max_attempts}",
-            str(job.priority),
-            when(job.created_at),
-            Text(first_line(job.error), style="red"),
-        )
+def jobs_table(jobs: Sequence[Job], width: int) -> Table:
+    """One row per job, newest first as given, in at most ``width`` columns.
+
+    Ids are never shortened (they are what other commands take); the least
+    useful columns are left out when the width does not allow them, and the
+    error's last line gets what remains.
+    """
+    columns: dict[str, list[Text]] = {
+        "id": [Text(str(job.id)) for job in jobs],
+        "status": [status_text(job.status) for job in jobs],
+        "kind": [Text(job.kind) for job in jobs],
+        "tries": [Text(f"{job.attempts}/{job.max_attempts}") for job in jobs],
+        "created (UTC)": [Text(when(job.created_at)) for job in jobs],
+        "queue": [Text(job.queue) for job in jobs],
+        "prio": [Text(str(job.priority)) for job in jobs],
+    }
+    caps = {"kind": 30, "queue": 20}
+    chosen: list[tuple[str, int]] = []
+    used = 0
+    for name, cells in columns.items():
+        natural = max([len(name), *(cell.cell_len for cell in cells)])
+        size = min(natural, caps.get(name, natural))
+        if used + size + 3 > width and chosen:
+            continue
+        chosen.append((name, size))
+        used += size + 3
+    errors = [Text(last_line(job.error), style="red") for job in jobs]
+    room = width - used - 3
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for name, size in chosen:
+        justify: Literal["left", "right"] = "right" if name in ("tries", "prio") else "left"
+        table.add_column(name, width=size, no_wrap=True, overflow="ellipsis", justify=justify)
+    show_errors = room >= 12 and any(error.plain for error in errors)
+    if show_errors:
+        table.add_column("error", max_width=room, no_wrap=True, overflow="ellipsis")
+    for i in range(len(jobs)):
+        row = [columns[name][i] for name, _ in chosen]
+        table.add_row(*row, *([errors[i]] if show_errors else []))
     return table
 
 
