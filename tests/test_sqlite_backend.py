@@ -1,0 +1,411 @@
+"""The sqlite backend's own behaviour: URLs and options, schema and migrations, files it
+must refuse, and the value round trips (the contract itself is the conformance suite's)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+import jobqueue
+from jobqueue import (
+    BackendUnavailableError,
+    CreateJobRequest,
+    InvalidRequestError,
+    JobStatus,
+)
+from jobqueue.testing import FakeClock
+from jobqueue_sqlite import LATEST_VERSION, SQLiteJobQueue
+from jobqueue_sqlite._schema import APPLICATION_ID
+
+
+def url_for(path: Path) -> str:
+    return f"sqlite:///{path}"  # path is absolute, so this is the four-slash form
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file in ``directory`` with its bytes."""
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+# ----------------------------------------------------------------- URLs and options
+
+
+async def test_relative_url_opens_a_file_in_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sqlite:///jobqueue.db`` (the README's default) is a file in the current directory."""
+    monkeypatch.chdir(tmp_path)
+    async with jobqueue.connect("sqlite:///jobqueue.db") as queue:
+        assert isinstance(queue, SQLiteJobQueue)
+        await queue.create_job(CreateJobRequest(kind="k"))
+        assert queue.path == str(tmp_path / "jobqueue.db")
+    assert (tmp_path / "jobqueue.db").is_file()
+
+
+async def test_absolute_url_with_four_slashes(tmp_path: Path) -> None:
+    """``sqlite:////abs/path.db`` opens the absolute path; the data persists across handles."""
+    url = "sqlite:///" + str(tmp_path / "sub dir" / "q.db")
+    (tmp_path / "sub dir").mkdir()
+    assert url.startswith("sqlite:////")
+    async with jobqueue.connect(url) as queue:
+        job = await queue.create_job(CreateJobRequest(kind="k"))
+    async with jobqueue.connect(url) as queue:
+        assert await queue.get_job(job.id) == job
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite://", "no database file"),
+        ("sqlite:///", "no database file"),
+        ("sqlite://host/x.db", "no host"),
+        ("sqlite://user:secret@/x.db", "no host"),
+        ("sqlite:///:memory:", "memory://"),
+        ("sqlite:///x.db#frag", "fragment"),
+        ("sqlite:///x.db?colour=red", "colour"),
+        ("sqlite:///x.db?timeout=soon", "timeout"),
+        ("sqlite:///x.db?timeout=0", "positive"),
+        ("sqlite:///x.db?timeout=nan", "positive"),
+        ("sqlite:///x.db?synchronous=off", "synchronous"),
+        ("sqlite:///x.db?timeout=1&timeout=2", "twice"),
+    ],
+)
+async def test_malformed_urls_and_bad_options_are_invalid_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, message: str
+) -> None:
+    """A malformed URL or an unknown/bad query option is an InvalidRequestError, no file made,
+    and the message never shows a password."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidRequestError, match=message) as info:
+        await jobqueue.connect(url)
+    assert "secret" not in str(info.value)
+    assert snapshot(tmp_path) == {}
+
+
+async def test_keyword_options_are_validated_like_query_options(tmp_path: Path) -> None:
+    """Options given to connect() are checked too; one option given twice is refused."""
+    url = url_for(tmp_path / "q.db")
+    with pytest.raises(InvalidRequestError, match="colour"):
+        await jobqueue.connect(url, colour="red")
+    with pytest.raises(InvalidRequestError, match="timeout"):
+        await jobqueue.connect(url, timeout=True)
+    with pytest.raises(InvalidRequestError, match="both"):
+        await jobqueue.connect(url + "?timeout=1", timeout=2)
+
+
+async def test_options_are_applied(tmp_path: Path) -> None:
+    """``synchronous`` reaches SQLite; ``timeout`` is accepted as seconds or timedelta."""
+    url = url_for(tmp_path / "q.db")
+    async with jobqueue.connect(url + "?synchronous=FULL&timeout=2.5") as queue:
+        assert isinstance(queue, SQLiteJobQueue)
+        assert (await queue._db.fetch("PRAGMA synchronous"))[0][0] == 2
+        assert (await queue._db.fetch("PRAGMA journal_mode"))[0][0] == "wal"
+    async with jobqueue.connect(url, synchronous="extra", timeout=timedelta(seconds=3)) as queue:
+        assert isinstance(queue, SQLiteJobQueue)
+        assert (await queue._db.fetch("PRAGMA synchronous"))[0][0] == 3
+
+
+async def test_repr_shows_the_url(tmp_path: Path) -> None:
+    """The repr names the backend and the URL as given."""
+    url = url_for(tmp_path / "q.db") + "?timeout=5"
+    async with jobqueue.connect(url) as queue:
+        assert repr(queue) == f"<SQLiteJobQueue {url}>"
+
+
+async def test_registered_with_its_capabilities() -> None:
+    """The plugin registers ``sqlite`` with concurrent_processes and persistent."""
+    info = {b.scheme: b for b in jobqueue.installed_backends()}["sqlite"]
+    assert info.capabilities == {"concurrent_processes", "persistent"}
+
+
+# ------------------------------------------------------------- schema and migrations
+
+
+async def test_fresh_file_gets_the_latest_schema_and_marks(tmp_path: Path) -> None:
+    """A new file is created in WAL mode, marked as a jobqueue database, at the latest version."""
+    path = tmp_path / "q.db"
+    async with jobqueue.connect(url_for(path)):
+        pass
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        version = db.execute("SELECT value FROM jobqueue_meta WHERE key = 'schema_version'")
+        assert int(version.fetchone()[0]) == LATEST_VERSION
+    db.close()
+
+
+async def test_migrate_false_on_a_missing_file_says_how_to_migrate(tmp_path: Path) -> None:
+    """migrate=False does not create a file; the error names the migrate command."""
+    path = tmp_path / "q.db"
+    with pytest.raises(BackendUnavailableError, match="jobqueue migrate --url"):
+        await jobqueue.connect(url_for(path), migrate=False)
+    assert not path.exists()
+
+
+async def test_migrate_false_on_an_empty_file_leaves_it_untouched(tmp_path: Path) -> None:
+    """An empty file with migrate=False is refused with how to migrate, and stays empty."""
+    path = tmp_path / "q.db"
+    path.touch()
+    with pytest.raises(BackendUnavailableError, match=r"migrate=True"):
+        await jobqueue.connect(url_for(path), migrate=False)
+    assert snapshot(tmp_path) == {"q.db": b""}
+
+
+async def test_migrate_false_on_a_migrated_file_works(tmp_path: Path) -> None:
+    """Once migrated, the file opens with migrate=False and keeps its jobs."""
+    url = url_for(tmp_path / "q.db")
+    async with jobqueue.connect(url) as queue:
+        job = await queue.create_job(CreateJobRequest(kind="k"))
+    async with jobqueue.connect(url, migrate=False) as queue:
+        assert (await queue.get_job(job.id)) == job
+
+
+async def test_old_schema_is_refused_without_migrate_and_upgraded_with_it(
+    tmp_path: Path,
+) -> None:
+    """A file whose recorded version is older than the library's needs migrate=True."""
+    path = tmp_path / "q.db"
+    async with jobqueue.connect(url_for(path)):
+        pass
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE jobqueue_meta SET value = '0' WHERE key = 'schema_version'")
+    db.close()
+    with pytest.raises(BackendUnavailableError, match="old schema"):
+        await jobqueue.connect(url_for(path), migrate=False)
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A file written by a newer jobqueue is refused, with or without migrate."""
+    path = tmp_path / "q.db"
+    async with jobqueue.connect(url_for(path)):
+        pass
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "UPDATE jobqueue_meta SET value = ? WHERE key = 'schema_version'",
+            (str(LATEST_VERSION + 1),),
+        )
+    db.close()
+    for migrate in (True, False):
+        with pytest.raises(BackendUnavailableError, match="newer"):
+            await jobqueue.connect(url_for(path), migrate=migrate)
+
+
+OPEN_AND_CREATE = """
+import asyncio, sys, jobqueue
+from jobqueue import CreateJobRequest
+async def main():
+    async with jobqueue.connect(sys.argv[1]) as queue:
+        await queue.create_job(CreateJobRequest(kind="k"))
+asyncio.run(main())
+"""
+
+
+def test_several_processes_opening_a_new_file_at_once_migrate_it_once(tmp_path: Path) -> None:
+    """Four processes connecting to the same new file at once all succeed; one schema, 4 jobs."""
+    path = tmp_path / "q.db"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_AND_CREATE, url_for(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    for child in children:
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM jobqueue_jobs").fetchone()[0] == 4
+        assert db.execute("SELECT count(*) FROM jobqueue_meta").fetchone()[0] == 1
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+
+
+# --------------------------------------------------------------- places it refuses
+
+
+async def test_missing_directory(tmp_path: Path) -> None:
+    """A file in a directory that does not exist: BackendUnavailableError, nothing created."""
+    with pytest.raises(BackendUnavailableError, match="does not exist"):
+        await jobqueue.connect(url_for(tmp_path / "nowhere" / "q.db"))
+    assert snapshot(tmp_path) == {}
+
+
+async def test_garbage_file_is_refused_untouched(tmp_path: Path) -> None:
+    """A file that is not SQLite is refused and keeps its bytes; no side files appear."""
+    path = tmp_path / "q.db"
+    path.write_bytes(b"this is not a database, just some text\n" * 100)
+    before = snapshot(tmp_path)
+    with pytest.raises(BackendUnavailableError, match="not a usable SQLite database"):
+        await jobqueue.connect(url_for(path))
+    assert snapshot(tmp_path) == before
+
+
+async def test_foreign_sqlite_database_is_refused_untouched(tmp_path: Path) -> None:
+    """Another application's SQLite database is refused, naming its tables, byte for byte
+    unchanged (not even switched to WAL)."""
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        db.execute("INSERT INTO users (name) VALUES ('ada')")
+    db.close()
+    before = snapshot(tmp_path)
+    for migrate in (True, False):
+        with pytest.raises(BackendUnavailableError, match=r"another application.*users"):
+            await jobqueue.connect(url_for(path), migrate=migrate)
+    assert snapshot(tmp_path) == before
+
+
+async def test_database_with_another_application_id_is_refused(tmp_path: Path) -> None:
+    """An empty database stamped with another application id is not taken over."""
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA application_id = 1234")
+    db.close()
+    before = snapshot(tmp_path)
+    with pytest.raises(BackendUnavailableError, match="application id 0x4d2"):
+        await jobqueue.connect(url_for(path))
+    assert snapshot(tmp_path) == before
+
+
+async def test_directory_instead_of_file(tmp_path: Path) -> None:
+    """A path naming a directory is refused."""
+    with pytest.raises(BackendUnavailableError, match="directory"):
+        await jobqueue.connect(url_for(tmp_path))
+
+
+READ_ONLY_CHILD = """
+import asyncio, os, sys, jobqueue, jobqueue_sqlite
+jobqueue.installed_backends()
+if os.geteuid() == 0:
+    os.setgid(65534)
+    os.setuid(65534)
+async def main():
+    try:
+        await jobqueue.connect(sys.argv[1])
+    except jobqueue.BackendUnavailableError as exc:
+        print("refused:", exc)
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory every user may enter (for a child that drops root privileges)."""
+    path = Path(tempfile.mkdtemp(prefix="jobqueue-sqlite-"))
+    path.chmod(0o755)
+    yield path
+    for child in path.iterdir():
+        child.unlink()
+    path.rmdir()
+
+
+def test_read_only_file_is_refused_untouched(shared_dir: Path) -> None:
+    """A jobqueue file the user may not write is refused with a clear error and not changed.
+
+    Root may write any file, so the attempt runs in a child that drops root for ``nobody``.
+    """
+    path = shared_dir / "q.db"
+    asyncio.run(_make_queue_file(url_for(path)))
+    path.chmod(0o444)
+    before = snapshot(shared_dir)
+    result = subprocess.run(
+        [sys.executable, "-c", READ_ONLY_CHILD, url_for(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "refused:" in result.stdout and "not readable and writable" in result.stdout
+    assert snapshot(shared_dir) == before
+
+
+async def _make_queue_file(url: str) -> None:
+    async with jobqueue.connect(url) as queue:
+        await queue.create_job(CreateJobRequest(kind="k"))
+
+
+# ---------------------------------------------------------------- values round-trip
+
+
+async def test_times_round_trip_to_the_microsecond_in_utc(tmp_path: Path) -> None:
+    """Datetimes come back aware, in UTC, the same instant to the microsecond, also for
+    instants before 1970 and from other time zones."""
+    plus_five = timezone(timedelta(hours=5, minutes=30))
+    moments = [
+        datetime(2031, 5, 6, 7, 8, 9, 123457, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2030, 1, 1, 12, 0, 0, 1, tzinfo=plus_five),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ]
+    clock = FakeClock(datetime(2030, 1, 1, 0, 0, 0, 654321, tzinfo=UTC))
+    async with jobqueue.connect(url_for(tmp_path / "q.db"), clock=clock) as queue:
+        for moment in moments:
+            job = await queue.create_job(CreateJobRequest(kind="k", run_at=moment))
+            stored = await queue.get_job(job.id)
+            assert stored is not None and stored.run_at == moment
+            assert stored.run_at.tzinfo is UTC and stored.created_at == clock()
+            assert stored.created_at.tzinfo is UTC
+
+
+async def test_json_and_ids_round_trip(tmp_path: Path) -> None:
+    """Payload and stats come back equal (unicode, nesting, big ints, floats); ids are UUIDs."""
+    payload = {"text": "héllo ✓ 😀", "nested": {"list": [1, 2.5, None, True]}, "big": 2**62}
+    async with jobqueue.connect(url_for(tmp_path / "q.db")) as queue:
+        job = await queue.create_job(CreateJobRequest(kind="ünïcode ✓", payload=payload))
+        assert isinstance(job.id, UUID) and job.payload == payload
+        claimed = await queue.claim_job("w")
+        assert claimed is not None
+        await queue.complete_job(claimed.id, {"out": payload})
+        done = await queue.get_job(str(job.id))
+        assert done is not None and done.stats == {"out": payload}
+        assert done.kind == "ünïcode ✓"
+
+
+async def test_creation_order_ties_follow_the_order_of_creation(tmp_path: Path) -> None:
+    """Under a clock that does not move, list order and claim order follow creation order,
+    within one create_jobs call and across calls."""
+    clock = FakeClock()
+    async with jobqueue.connect(url_for(tmp_path / "q.db"), clock=clock) as queue:
+        first = await queue.create_jobs([CreateJobRequest(kind=f"a{i}") for i in range(30)])
+        second = await queue.create_job(CreateJobRequest(kind="b"))
+        created = [*first, second]
+        listed = await queue.list_jobs(limit=100)
+        assert [j.id for j in listed] == [j.id for j in reversed(created)]
+        claimed = await queue.claim_jobs("w", 100)
+        assert [j.id for j in claimed] == [j.id for j in created]
+
+
+async def test_wait_for_jobs_wakes_when_this_handle_creates_a_job(tmp_path: Path) -> None:
+    """An idle waiter returns soon after a job is created through the same handle."""
+    async with jobqueue.connect(url_for(tmp_path / "q.db")) as queue:
+        waiter = asyncio.create_task(queue.wait_for_jobs(60))
+        await asyncio.sleep(0.05)
+        await queue.create_job(CreateJobRequest(kind="k"))
+        await asyncio.wait_for(waiter, 10)
+
+
+async def test_purge_deletes_in_chunks_and_counts_them_all(tmp_path: Path) -> None:
+    """A purge larger than one chunk deletes every matching job and only those."""
+    from jobqueue_sqlite import _sql
+
+    clock = FakeClock()
+    total = _sql.PURGE_CHUNK + 7
+    async with jobqueue.connect(url_for(tmp_path / "q.db"), clock=clock) as queue:
+        await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(total + 1)])
+        for job in await queue.claim_jobs("w", total):
+            await queue.cancel_job(job.id)
+        clock.advance(1)
+        assert await queue.purge_jobs(clock(), [JobStatus.CANCELLED]) == total
+        assert (await queue.counts())[JobStatus.PENDING] == 1
+        assert sum((await queue.counts()).values()) == 1
