@@ -1,0 +1,234 @@
+"""Worker processes killed or stopped mid-run, on the multi-process backends.
+
+A child process (this file run as a script) runs a Worker; the test process
+kills or signals it and checks what became of its jobs. Leases are real time
+here, kept short: a lease of 2 s, heartbeats every 0.5 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jobqueue
+from jobqueue import CreateJobRequest, Job, JobStatus, Worker
+
+LEASE = timedelta(seconds=2)
+HEARTBEAT = 0.5
+STARTUP_TIMEOUT = 60.0
+
+
+class Backend:
+    """Where the processes meet: a URL and the options to connect with."""
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        self.url = url
+        self.options = options
+
+    def connect(self) -> Any:
+        return jobqueue.connect(self.url, lease=LEASE, **self.options)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        return Backend(f"sqlite:///{tmp_path / 'jobs.db'}", {})
+    url = request.getfixturevalue("postgres_url")
+    schema = request.getfixturevalue("postgres_schema")
+    return Backend(url, {"schema": schema})
+
+
+class Child:
+    """A worker in another process; its output goes to a log file shown on failure."""
+
+    def __init__(self, backend: Backend, log: Path, *, concurrency: int, grace: float) -> None:
+        self.worker_id = f"child-{os.getpid()}-{time.monotonic_ns()}"
+        self.log = log
+        config = {
+            "url": backend.url,
+            "options": backend.options,
+            "worker_id": self.worker_id,
+            "concurrency": concurrency,
+            "grace": grace,
+        }
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, __file__, json.dumps(config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"the worker process did not exit in {timeout}s:\n{self.output()}")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def children(tmp_path: Path) -> Iterator[list[Child]]:
+    started: list[Child] = []
+    yield started
+    for child in started:
+        child.kill()
+
+
+async def wait_for_running(queue: jobqueue.JobQueue, count: int, child: Child) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while await queue.count_by_status(JobStatus.RUNNING) < count:
+        if child.process.poll() is not None:
+            pytest.fail(f"the worker process exited early:\n{child.output()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"the worker process never ran {count} jobs:\n{child.output()}")
+        await asyncio.sleep(0.05)
+
+
+async def finish_with_second_worker(queue: jobqueue.JobQueue, expected: int) -> str:
+    """Run a worker in this process until ``expected`` jobs are completed; returns its id."""
+
+    async def work(job: Job) -> dict[str, str]:
+        return {"by": "second"}
+
+    second = Worker(
+        queue,
+        {"sleep": work},
+        worker_id="second",
+        rescue_interval=0.2,
+        poll_interval=0.05,
+        heartbeat_interval=HEARTBEAT,
+        handle_signals=False,
+    )
+    task = asyncio.create_task(second.run())
+    try:
+        deadline = time.monotonic() + 60
+        while await queue.count_by_status(JobStatus.COMPLETED) < expected:
+            assert time.monotonic() < deadline, await queue.counts()
+            assert not task.done()
+            await asyncio.sleep(0.05)
+    finally:
+        second.stop()
+        await asyncio.wait_for(task, 30)
+    return second.worker_id
+
+
+async def test_killed_worker_jobs_are_rescued_and_completed_by_another(
+    backend: Backend, children: list[Child], tmp_path: Path
+) -> None:
+    """SIGKILL a worker running 6 jobs: after the lease another worker rescues them and
+    completes every one; the results are its own, none is lost, none stays running."""
+    async with backend.connect() as queue:
+        jobs = await queue.create_jobs(
+            [CreateJobRequest(kind="sleep", payload={"seconds": 60}) for _ in range(6)]
+        )
+        child = Child(backend, tmp_path / "victim.log", concurrency=6, grace=30)
+        children.append(child)
+        await wait_for_running(queue, 6, child)
+        for job in await queue.list_jobs(JobStatus.RUNNING):
+            assert job.worker_id == child.worker_id
+        child.process.send_signal(signal.SIGKILL)
+        assert child.wait(10) == -signal.SIGKILL
+
+        second = await finish_with_second_worker(queue, 6)
+
+        counts = await queue.counts()
+        assert counts[JobStatus.COMPLETED] == 6, counts
+        for created in jobs:
+            job = await queue.get_job(created.id)
+            assert job is not None
+            assert (job.status, job.worker_id, job.stats) == (
+                JobStatus.COMPLETED,
+                second,
+                {"by": "second"},
+            )
+            assert job.attempts == 2 and job.error == "lease expired"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_stopped_worker_finishes_or_releases_its_jobs(
+    backend: Backend, children: list[Child], tmp_path: Path, signum: signal.Signals
+) -> None:
+    """SIGTERM/SIGINT a worker running 3 short and 3 long jobs: the short ones complete
+    within the grace, the long ones are released at its end (attempt given back); the
+    process exits cleanly and another worker completes the rest; none is lost."""
+    async with backend.connect() as queue:
+        short = await queue.create_jobs(
+            [CreateJobRequest(kind="sleep", payload={"seconds": 0.3}) for _ in range(3)]
+        )
+        long = await queue.create_jobs(
+            [CreateJobRequest(kind="sleep", payload={"seconds": 120}) for _ in range(3)]
+        )
+        child = Child(backend, tmp_path / "stopped.log", concurrency=6, grace=1.5)
+        children.append(child)
+        await wait_for_running(queue, 6, child)
+        await asyncio.sleep(0.1)  # let the handlers begin their sleep
+        signalled = time.monotonic()
+        child.process.send_signal(signum)
+        assert child.wait(30) == 0, child.output()
+        assert time.monotonic() - signalled >= 1.0
+        assert "released 3 unfinished jobs" in child.output()
+
+        for created in short:
+            job = await queue.get_job(created.id)
+            assert job is not None
+            assert (job.status, job.worker_id) == (JobStatus.COMPLETED, child.worker_id)
+            assert job.stats == {"by": child.worker_id}
+        for created in long:
+            job = await queue.get_job(created.id)
+            assert job is not None
+            assert (job.status, job.attempts, job.worker_id) == (JobStatus.PENDING, 0, None)
+        assert await queue.count_by_status(JobStatus.RUNNING) == 0
+
+        second = await finish_with_second_worker(queue, 6)
+        for created in long:
+            job = await queue.get_job(created.id)
+            assert job is not None
+            assert (job.status, job.worker_id, job.attempts) == (JobStatus.COMPLETED, second, 1)
+        assert (await queue.counts())[JobStatus.COMPLETED] == 6
+
+
+async def _child_main(config: dict[str, Any]) -> None:
+    worker_id: str = config["worker_id"]
+
+    async def sleep(job: Job) -> dict[str, str]:
+        await asyncio.sleep(job.payload["seconds"])
+        return {"by": worker_id}
+
+    async with jobqueue.connect(config["url"], lease=LEASE, **config["options"]) as queue:
+        worker = Worker(
+            queue,
+            {"sleep": sleep},
+            worker_id=worker_id,
+            concurrency=config["concurrency"],
+            shutdown_grace=config["grace"],
+            heartbeat_interval=HEARTBEAT,
+            poll_interval=0.05,
+        )
+        await worker.run()
+
+
+if __name__ == "__main__":
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    asyncio.run(_child_main(json.loads(sys.argv[1])))
