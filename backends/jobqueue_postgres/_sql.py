@@ -78,11 +78,11 @@ _TEXT = {
         SELECT min(created_at), {_wake()} FROM changed""",
     "promote": f"""
         UPDATE {{jobs}} SET ready = true
-        WHERE id IN (
+        WHERE id = ANY(ARRAY(
             SELECT id FROM {{jobs}}
             WHERE status = 'pending' AND NOT ready AND greatest(run_at, next_retry_at) <= {NOW}
             FOR UPDATE SKIP LOCKED
-        ) AND status = 'pending' AND NOT ready""",
+        )) AND status = 'pending' AND NOT ready""",
     "claim": f"""
         WITH picked AS MATERIALIZED (
             SELECT id FROM {{jobs}}
