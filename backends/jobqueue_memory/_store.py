@@ -66,7 +66,7 @@ class Record:
     def __init__(self, request: CreateJobRequest, now: datetime, seq: int) -> None:
         self.id = uuid.uuid4()
         self.kind = request.kind
-        self.payload: dict[str, Any] = dict(request.payload)
+        self.payload: dict[str, Any] = copy_json(request.payload)
         self.queue = request.queue
         self.priority = request.priority
         self.status = PENDING
