@@ -1,8 +1,10 @@
-"""The ``jobqueue`` command in-process (click's runner) against ``memory://NAME`` queues.
+"""The ``jobqueue`` command in-process (click's runner).
 
-A named memory queue is shared by every handle in this process, so one test can
-enqueue through the command and inspect through the API, or the reverse.
-Subprocess runs against SQLite and PostgreSQL are in test_cli_subprocess.py.
+Tests of the command line itself use ``memory://NAME`` queues (shared by every
+handle in this process, so a test can enqueue through the command and inspect
+through the API). Tests where storage matters also run on SQLite and
+PostgreSQL (``backend_url``). Runs of the installed script as a subprocess are
+in test_cli_subprocess.py.
 """
 
 from __future__ import annotations
@@ -51,6 +53,17 @@ def url() -> str:
     return f"memory://cli-{uuid.uuid4().hex}"
 
 
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A queue of this test's own on each backend: memory, a SQLite file, a PostgreSQL schema."""
+    if request.param == "memory":
+        return f"memory://cli-{uuid.uuid4().hex}"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'queue.db'}"
+    base = request.getfixturevalue("postgres_url")
+    return f"{base}?schema={request.getfixturevalue('postgres_schema')}"
+
+
 def with_queue(url: str, action: Any) -> Any:
     async def main() -> Any:
         async with jobqueue.connect(url) as queue:
@@ -59,10 +72,10 @@ def with_queue(url: str, action: Any) -> Any:
     return asyncio.run(main())
 
 
-def test_enqueue_prints_the_job_and_show_reads_it_back(url: str) -> None:
+def test_enqueue_prints_the_job_and_show_reads_it_back(backend_url: str) -> None:
     """enqueue --json prints every field of the new job; show --json returns the same job."""
     created = ok_json(
-        "--url", url, "enqueue", "email",
+        "--url", backend_url, "enqueue", "email",
         "--payload", '{"to": "a@example.com"}',
         "--queue", "mail", "--priority", "7", "--max-attempts", "2",
         "--run-at", "2030-01-31T09:00:00Z",
@@ -72,13 +85,13 @@ def test_enqueue_prints_the_job_and_show_reads_it_back(url: str) -> None:
     assert (created["queue"], created["priority"], created["max_attempts"]) == ("mail", 7, 2)
     assert created["status"] == "pending" and created["attempts"] == 0
     assert created["run_at"] == "2030-01-31T09:00:00+00:00"
-    shown = ok_json("--url", url, "show", created["id"])
+    shown = ok_json("--url", backend_url, "show", created["id"])
     assert shown == created
 
 
-def test_human_enqueue_and_show_name_the_job(url: str) -> None:
+def test_human_enqueue_and_show_name_the_job(backend_url: str) -> None:
     """Without --json, enqueue says which job it made and show prints its fields and error."""
-    result = invoke("--url", url, "enqueue", "resize")
+    result = invoke("--url", backend_url, "enqueue", "resize")
     assert result.exit_code == 0
     job_id = result.stdout.split()[2]
     uuid.UUID(job_id)
@@ -88,8 +101,8 @@ def test_human_enqueue_and_show_name_the_job(url: str) -> None:
         assert job is not None
         await queue.fail_job(job.id, "Traceback ...\nValueError: [bold]no such image[/]")
 
-    with_queue(url, fail)
-    result = invoke("--url", url, "show", job_id)
+    with_queue(backend_url, fail)
+    result = invoke("--url", backend_url, "show", job_id)
     assert result.exit_code == 0
     assert job_id in result.stdout and "failed" in result.stdout
     assert "ValueError: [bold]no such image[/]" in result.stdout
@@ -111,59 +124,62 @@ def test_url_from_the_environment(url: str) -> None:
     assert json.loads(result.stdout)["total"] == 1
 
 
-def test_list_is_newest_first_with_status_filter_and_limit(url: str) -> None:
+def test_list_is_newest_first_with_status_filter_and_limit(backend_url: str) -> None:
     """list prints jobs newest first, filtered by --status, at most --limit of them."""
-    ids = [ok_json("--url", url, "enqueue", f"k{i}")["id"] for i in range(4)]
-    ok_json("--url", url, "cancel", ids[1])
-    listed = ok_json("--url", url, "list")
+    ids = [ok_json("--url", backend_url, "enqueue", f"k{i}")["id"] for i in range(4)]
+    ok_json("--url", backend_url, "cancel", ids[1])
+    listed = ok_json("--url", backend_url, "list")
     assert [j["id"] for j in listed] == ids[::-1]
-    assert [j["id"] for j in ok_json("--url", url, "list", "--limit", "2")] == ids[:1:-1]
-    pending = ok_json("--url", url, "list", "--status", "pending")
+    assert [j["id"] for j in ok_json("--url", backend_url, "list", "--limit", "2")] == ids[:1:-1]
+    pending = ok_json("--url", backend_url, "list", "--status", "pending")
     assert [j["id"] for j in pending] == [ids[3], ids[2], ids[0]]
-    human = invoke("--url", url, "list", "--status", "cancelled")
+    human = invoke("--url", backend_url, "list", "--status", "cancelled")
     assert human.exit_code == 0 and ids[1] in human.stdout and ids[0] not in human.stdout
-    assert "No jobs with status failed" in invoke("--url", url, "list", "--status", "failed").stdout
+    assert (
+        "No jobs with status failed"
+        in invoke("--url", backend_url, "list", "--status", "failed").stdout
+    )
 
 
-def test_stats_counts_every_status(url: str) -> None:
+def test_stats_counts_every_status(backend_url: str) -> None:
     """stats reports a count for each of the five statuses and the total."""
-    first = ok_json("--url", url, "enqueue", "a")["id"]
-    ok_json("--url", url, "enqueue", "b")
-    ok_json("--url", url, "cancel", first)
-    result = ok_json("--url", url, "stats")
+    first = ok_json("--url", backend_url, "enqueue", "a")["id"]
+    ok_json("--url", backend_url, "enqueue", "b")
+    ok_json("--url", backend_url, "cancel", first)
+    result = ok_json("--url", backend_url, "stats")
     assert result == {
         "counts": {"pending": 1, "running": 0, "completed": 0, "failed": 0, "cancelled": 1},
         "total": 2,
     }
-    human = invoke("--url", url, "stats")
+    human = invoke("--url", backend_url, "stats")
     assert human.exit_code == 0 and "cancelled" in human.stdout and "total" in human.stdout
 
 
-def test_cancel_then_retry_runs_the_job_again(url: str) -> None:
+def test_cancel_then_retry_runs_the_job_again(backend_url: str) -> None:
     """cancel makes a pending job cancelled; retry makes it pending again with attempts 0."""
-    job_id = ok_json("--url", url, "enqueue", "a")["id"]
-    assert ok_json("--url", url, "cancel", job_id)["status"] == "cancelled"
-    retried = ok_json("--url", url, "retry", job_id)
+    job_id = ok_json("--url", backend_url, "enqueue", "a")["id"]
+    assert ok_json("--url", backend_url, "cancel", job_id)["status"] == "cancelled"
+    retried = ok_json("--url", backend_url, "retry", job_id)
     assert (retried["status"], retried["attempts"], retried["finished_at"]) == ("pending", 0, None)
-    again = invoke("--url", url, "retry", job_id)
+    again = invoke("--url", backend_url, "retry", job_id)
     assert_error(again, 1, "pending")
 
 
-def test_refused_transitions_exit_1_with_one_line(url: str) -> None:
+def test_refused_transitions_exit_1_with_one_line(backend_url: str) -> None:
     """Retrying a pending job or cancelling a cancelled one is refused: exit 1, nothing changes."""
-    job_id = ok_json("--url", url, "enqueue", "a")["id"]
-    assert_error(invoke("--url", url, "retry", job_id), 1, job_id, "pending")
-    ok_json("--url", url, "cancel", job_id)
-    assert_error(invoke("--url", url, "cancel", job_id), 1, "cancelled")
-    assert ok_json("--url", url, "show", job_id)["status"] == "cancelled"
+    job_id = ok_json("--url", backend_url, "enqueue", "a")["id"]
+    assert_error(invoke("--url", backend_url, "retry", job_id), 1, job_id, "pending")
+    ok_json("--url", backend_url, "cancel", job_id)
+    assert_error(invoke("--url", backend_url, "cancel", job_id), 1, "cancelled")
+    assert ok_json("--url", backend_url, "show", job_id)["status"] == "cancelled"
 
 
 @pytest.mark.parametrize("command", ["show", "cancel", "retry"])
-def test_unknown_job_id_exits_4(url: str, command: str) -> None:
+def test_unknown_job_id_exits_4(backend_url: str, command: str) -> None:
     """An id no job has is 'not found', exit 4, with a hint."""
     missing = str(uuid.uuid4())
-    ok_json("--url", url, "migrate")
-    assert_error(invoke("--url", url, command, missing), 4, missing, "jobqueue list")
+    ok_json("--url", backend_url, "migrate")
+    assert_error(invoke("--url", backend_url, command, missing), 4, missing, "jobqueue list")
 
 
 def test_malformed_job_id_is_a_usage_error(url: str) -> None:
@@ -220,32 +236,35 @@ def test_missing_argument_is_one_usage_line() -> None:
     assert_error(invoke("no-such-command"), 2, "no-such-command")
 
 
-def test_release_worker_puts_its_running_jobs_back(url: str) -> None:
+def test_release_worker_puts_its_running_jobs_back(backend_url: str) -> None:
     """release-worker returns every running job of that worker to pending, attempt given back."""
     for _ in range(3):
-        ok_json("--url", url, "enqueue", "a")
+        ok_json("--url", backend_url, "enqueue", "a")
 
     async def claim(queue: JobQueue) -> None:
         await queue.claim_jobs("w1", 2)
         await queue.claim_job("w2")
 
-    with_queue(url, claim)
-    assert ok_json("--url", url, "release-worker", "w1") == {"worker_id": "w1", "released": 2}
-    counts = ok_json("--url", url, "stats")["counts"]
+    with_queue(backend_url, claim)
+    assert ok_json("--url", backend_url, "release-worker", "w1") == {
+        "worker_id": "w1",
+        "released": 2,
+    }
+    counts = ok_json("--url", backend_url, "stats")["counts"]
     assert (counts["pending"], counts["running"]) == (2, 1)
-    assert "Released 0" in invoke("--url", url, "release-worker", "w9").stdout
+    assert "Released 0" in invoke("--url", backend_url, "release-worker", "w9").stdout
 
 
-def test_purge_deletes_only_old_enough_terminal_jobs(url: str) -> None:
+def test_purge_deletes_only_old_enough_terminal_jobs(backend_url: str) -> None:
     """purge deletes terminal jobs that finished before now - DURATION, in the given statuses."""
-    keep = ok_json("--url", url, "enqueue", "a")["id"]
-    cancelled = ok_json("--url", url, "enqueue", "b")["id"]
-    ok_json("--url", url, "cancel", cancelled)
-    assert ok_json("--url", url, "purge", "--older-than", "1h")["purged"] == 0
-    only_failed = ok_json("--url", url, "purge", "--older-than", "0s", "--status", "failed")
+    keep = ok_json("--url", backend_url, "enqueue", "a")["id"]
+    cancelled = ok_json("--url", backend_url, "enqueue", "b")["id"]
+    ok_json("--url", backend_url, "cancel", cancelled)
+    assert ok_json("--url", backend_url, "purge", "--older-than", "1h")["purged"] == 0
+    only_failed = ok_json("--url", backend_url, "purge", "--older-than", "0s", "--status", "failed")
     assert (only_failed["purged"], only_failed["statuses"]) == (0, ["failed"])
-    assert ok_json("--url", url, "purge", "--older-than", "0s")["purged"] == 1
-    assert [j["id"] for j in ok_json("--url", url, "list")] == [keep]
+    assert ok_json("--url", backend_url, "purge", "--older-than", "0s")["purged"] == 1
+    assert [j["id"] for j in ok_json("--url", backend_url, "list")] == [keep]
 
 
 @pytest.mark.parametrize("duration", ["", "7", "1x", "d7", "-1h", "1h 30"])
@@ -307,7 +326,9 @@ def test_unavailable_backend_exits_3_without_the_password(broken_scheme: str) ->
     assert "s3cr" not in result.stdout + result.stderr
 
 
-def test_worker_runs_handlers_from_a_module(url: str, tmp_path: Path, monkeypatch: Any) -> None:
+def test_worker_runs_handlers_from_a_module(
+    backend_url: str, tmp_path: Path, monkeypatch: Any
+) -> None:
     """worker MODULE:HANDLERS --drain runs every job with the module's handlers, then exits 0."""
     module = f"cli_handlers_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{module}.py").write_text(
@@ -317,16 +338,16 @@ def test_worker_runs_handlers_from_a_module(url: str, tmp_path: Path, monkeypatc
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     ids = [
-        ok_json("--url", url, "enqueue", "double", "--payload", f'{{"n": {n}}}')["id"]
+        ok_json("--url", backend_url, "enqueue", "double", "--payload", f'{{"n": {n}}}')["id"]
         for n in range(5)
     ]
-    result = invoke("--url", url, "--json", "worker", f"{module}:HANDLERS", "--drain")
+    result = invoke("--url", backend_url, "--json", "worker", f"{module}:HANDLERS", "--drain")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["stopped"] is True
     for line in result.stderr.splitlines():
         assert json.loads(line)["logger"].startswith("jobqueue")
     for n, job_id in enumerate(ids):
-        job = ok_json("--url", url, "show", job_id)
+        job = ok_json("--url", backend_url, "show", job_id)
         assert (job["status"], job["stats"]) == ("completed", {"result": n * 2})
 
 
@@ -340,12 +361,14 @@ def test_worker_reports_bad_handler_specs(url: str, spec: str, fragment: str) ->
 
 
 @pytest.mark.parametrize("mode", ["worker", "loop"])
-def test_bench_runs_every_job(url: str, mode: str) -> None:
+def test_bench_runs_every_job(backend_url: str, mode: str) -> None:
     """bench enqueues and runs --jobs no-op jobs and reports rates."""
-    result = ok_json("--url", url, "bench", "--jobs", "300", "--mode", mode, "--batch", "50")
+    result = ok_json(
+        "--url", backend_url, "bench", "--jobs", "300", "--mode", mode, "--batch", "50"
+    )
     assert (result["jobs"], result["ran"], result["mode"]) == (300, 300, mode)
     assert result["run_jobs_per_second"] > 0 and result["enqueue_jobs_per_second"] > 0
-    assert ok_json("--url", url, "stats", "--json")["counts"]["completed"] == 300
+    assert ok_json("--url", backend_url, "stats", "--json")["counts"]["completed"] == 300
 
 
 def test_demo_retries_flaky_jobs_and_fails_one(url: str) -> None:
