@@ -996,6 +996,58 @@ async def test_outcome_writes_are_retried_until_they_go_through(
     assert (await fetch(queue, job.id)).stats == {"n": 1}
 
 
+async def test_heartbeat_and_wait_errors_do_not_stop_the_worker(
+    queue: jobqueue.JobQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Failing heartbeats and idle waits are logged; jobs keep running and completing."""
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise jobqueue.BackendUnavailableError("connection lost")
+
+    queue.heartbeat = broken  # type: ignore[method-assign]
+    queue.wait_for_jobs = broken  # type: ignore[method-assign]
+    job = await queue.create_job(CreateJobRequest(kind="k"))
+    started = asyncio.Event()
+
+    async def k(job: Job) -> None:
+        started.set()
+        await asyncio.sleep(0.1)
+
+    worker = make_worker(queue, {"k": k}, heartbeat_interval=0.01)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(started.wait(), 5)
+    await wait_until(lambda: _status_is(queue, job.id, JobStatus.COMPLETED))
+    worker.stop()
+    await asyncio.wait_for(task, 5)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("heartbeat failed" in m for m in messages)
+    assert any("waiting for jobs failed" in m for m in messages)
+
+
+async def _status_is(queue: jobqueue.JobQueue, job_id: UUID, status: JobStatus) -> bool:
+    return await status_of(queue, job_id) is status
+
+
+def test_no_signal_handlers_off_the_main_thread() -> None:
+    """A worker runs in another thread's event loop, leaving signal handlers alone."""
+    before = signal.getsignal(signal.SIGTERM)
+    seen: list[Any] = []
+
+    async def main() -> None:
+        async with jobqueue.connect("memory://") as q:
+            await q.create_job(CreateJobRequest(kind="k"))
+
+            async def k(job: Job) -> None:
+                seen.append(signal.getsignal(signal.SIGTERM))
+
+            await Worker(q, {"k": k}, poll_interval=0.01).run(drain=True)
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),))
+    thread.start()
+    thread.join(10)
+    assert seen == [before]
+
+
 # ----------------------------------------------------------- construction
 
 
