@@ -30,6 +30,8 @@ __all__ = ["demo"]
 
 DEMO_QUEUE = "demo"
 MAX_ATTEMPTS = 3
+DEMO_TIMEOUT = 120.0
+"""Seconds after which the demo stops its worker and reports, whatever is unfinished."""
 
 
 class SimulatedOutage(ConnectionError):
@@ -193,7 +195,10 @@ async def _run_demo(
 
         running = asyncio.create_task(worker.run())
         try:
+            deadline = started + DEMO_TIMEOUT
             while not tally.done.is_set() and not running.done():
+                if time.perf_counter() > deadline:
+                    break
                 show()
                 await asyncio.wait([running], timeout=0.1)
         finally:

@@ -241,9 +241,9 @@ def stats(watch: bool, interval: float, **_: Any) -> None:
             with Live(console=console(), auto_refresh=False) as live:
                 while True:
                     counts = await queue.counts()
-                    title = f"{current.shown_url} at {when(datetime.now(UTC))} UTC"
+                    title = Text(f"{current.shown_url} at {when(datetime.now(UTC))} UTC")
                     hint = Text("Ctrl-C to stop", style="dim")
-                    live.update(Group(counts_table(counts, title), hint), refresh=True)
+                    live.update(Group(title, counts_table(counts), hint), refresh=True)
                     await asyncio.sleep(interval)
 
     try:

@@ -129,9 +129,9 @@ def job_table(job: Job) -> Table:
     return table
 
 
-def counts_table(counts: Mapping[JobStatus, int], title: str | None = None) -> Table:
+def counts_table(counts: Mapping[JobStatus, int]) -> Table:
     """Jobs per status with a total row."""
-    table = Table("status", "jobs", title=title, title_justify="left")
+    table = Table("status", "jobs")
     table.columns[1].justify = "right"
     for status in JobStatus:
         table.add_row(status_text(status), str(counts.get(status, 0)))
