@@ -121,9 +121,10 @@ def empty_tmp(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_demo_on_the_default_leaves_nothing_behind(empty_tmp: Path) -> None:
-    """demo on the default runs on a temporary SQLite file and removes it afterwards."""
+    """demo runs on a temporary SQLite file, removed afterwards; JOBQUEUE_URL is not touched."""
     scratch = empty_tmp.parent / "tmp"
-    done = jobqueue("--json", "demo", "--jobs", "9", cwd=empty_tmp, env={"TMPDIR": str(scratch)})
+    env = {"TMPDIR": str(scratch), "JOBQUEUE_URL": f"sqlite:///{empty_tmp / 'mine.db'}"}
+    done = jobqueue("--json", "demo", "--jobs", "9", cwd=empty_tmp, env=env)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["url"] == "a temporary SQLite file" and result["kept"] is False

@@ -106,7 +106,7 @@ def worker(
     """Run jobs with the handlers in MODULE:HANDLERS until Ctrl-C or SIGTERM.
 
     HANDLERS is a dict (or a dotted path to one) mapping job kinds to handlers:
-    ``async def handler(job)`` returning the job's stats or None; a plain
+    'async def handler(job)' returning the job's stats or None; a plain
     function runs in a thread. The current directory is importable. Logs go
     to stderr (one JSON object per line with --json).
     """
