@@ -316,6 +316,24 @@ async def test_handler_raising_timeout_error_itself_is_an_ordinary_failure(
     assert failed.error is not None and "upstream took too long" in failed.error
 
 
+async def test_cancelled_error_from_the_handler_itself_fails_the_attempt(
+    queue: jobqueue.JobQueue,
+) -> None:
+    """A CancelledError escaping the handler's own awaits (not the worker cancelling it)
+    is a failed attempt, so the job does not stay running."""
+    job = await queue.create_job(CreateJobRequest(kind="c"))
+
+    async def c(job: Job) -> None:
+        inner = asyncio.get_running_loop().create_future()
+        inner.cancel()
+        await inner
+
+    await asyncio.wait_for(make_worker(queue, {"c": c}).run(drain=True), 5)
+    retried = await fetch(queue, job.id)
+    assert retried.status is JobStatus.PENDING and retried.attempts == 1
+    assert retried.error is not None and "CancelledError" in retried.error
+
+
 # --------------------------------------------------------------- concurrency
 
 

@@ -399,9 +399,14 @@ class Worker:
             stats: dict[str, Any] | None = None
             try:
                 stats = await self._invoke(job)
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as exc:
                 if entry.abandon is None:
-                    raise
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise
+                    # Raised by the handler's own code, not a cancellation of this
+                    # task: an ordinary failure, or the job would be left running.
+                    error = exc
             except Exception as exc:
                 error = exc
             duration = time.perf_counter() - started
