@@ -15,6 +15,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from .._models import CreateJobRequest, Job
 from .._plugins import backend_for
@@ -281,7 +282,7 @@ def bench(jobs: int, concurrency: int, batch: int, mode: str, **_: Any) -> None:
     if current.json:
         emit_json(result)
         return
-    table = Table("phase", "jobs", "seconds", "jobs/s", title=f"bench on {current.shown_url}")
+    table = Table("phase", "jobs", "seconds", "jobs/s")
     for column in table.columns[1:]:
         column.justify = "right"
     table.add_row(
@@ -297,6 +298,7 @@ def bench(jobs: int, concurrency: int, batch: int, mode: str, **_: Any) -> None:
         f"{result['run_jobs_per_second']:,.0f}",
     )
     out = console()
+    out.print(Text(f"bench on {current.shown_url}"))
     out.print(table)
     if "persistent" in backend_for(current.url).capabilities:
         out.print(f"The {jobs} completed jobs stay in queue {name!r}.", style="dim")
