@@ -63,7 +63,9 @@ for command in (
 ):
     cli.add_command(command)
 
-cli.lazy_commands = {"conformance": conformance_command}
+cli.add_lazy_command(
+    "conformance", conformance_command, "Run the conformance suite against a backend URL."
+)
 
 
 def main() -> None:

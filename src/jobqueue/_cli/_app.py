@@ -128,16 +128,34 @@ def queue_options(command: F) -> F:
 class JobQueueGroup(click.Group):
     """A group whose errors are one line on stderr with a documented exit code."""
 
-    lazy_commands: dict[str, Callable[[], click.Command]] = {}
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy: dict[str, tuple[Callable[[], click.Command], str]] = {}
+        self._listing = False
+
+    def add_lazy_command(
+        self, name: str, loader: Callable[[], click.Command], summary: str
+    ) -> None:
+        """Offer ``name``, imported through ``loader`` only when it is run or asked for help."""
+        self._lazy[name] = (loader, summary)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *self.lazy_commands])
+        return sorted([*super().list_commands(ctx), *self._lazy])
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        loader = self.lazy_commands.get(cmd_name)
-        if loader is not None:
-            return loader()
-        return super().get_command(ctx, cmd_name)
+        if cmd_name not in self._lazy:
+            return super().get_command(ctx, cmd_name)
+        loader, summary = self._lazy[cmd_name]
+        if self._listing:
+            return click.Command(cmd_name, short_help=summary)
+        return loader()
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self._listing = False
 
     def main(
         self,
