@@ -407,3 +407,15 @@ def test_statuses_in_json_are_the_enum_values(url: str) -> None:
     """Statuses in JSON output are JobStatus values."""
     job = ok_json("--url", url, "enqueue", "a")
     assert JobStatus(job["status"]) is JobStatus.PENDING
+
+
+def test_help_lists_lazy_commands_without_loading_them(monkeypatch: Any) -> None:
+    """jobqueue --help shows the conformance command's summary without importing the suite."""
+
+    def loader() -> Any:
+        raise AssertionError("the lazy command was loaded for the help listing")
+
+    monkeypatch.setitem(cli._lazy, "conformance", (loader, "Run the suite (summary)."))
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert "Run the suite (summary)." in result.stdout
