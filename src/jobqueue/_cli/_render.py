@@ -46,6 +46,11 @@ def when(value: datetime | None) -> str:
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def utc(value: datetime | None) -> str:
+    """A UTC time to the second, labelled, or ``-``."""
+    return "-" if value is None else f"{when(value)} UTC"
+
+
 def status_text(status: JobStatus) -> Text:
     return Text(status.value, style=STATUS_STYLES[status])
 
@@ -116,13 +121,13 @@ def job_table(job: Job) -> Table:
         ("worker", Text(job.worker_id or "-")),
         ("payload", Text(_json(job.payload))),
         ("stats", Text("-" if job.stats is None else _json(job.stats))),
-        ("run at", when(job.run_at)),
-        ("next retry at", when(job.next_retry_at)),
-        ("lease expires at", when(job.lease_expires_at)),
-        ("created at", when(job.created_at)),
-        ("updated at", when(job.updated_at)),
-        ("started at", when(job.started_at)),
-        ("finished at", when(job.finished_at)),
+        ("run at", utc(job.run_at)),
+        ("next retry at", utc(job.next_retry_at)),
+        ("lease expires at", utc(job.lease_expires_at)),
+        ("created at", utc(job.created_at)),
+        ("updated at", utc(job.updated_at)),
+        ("started at", utc(job.started_at)),
+        ("finished at", utc(job.finished_at)),
     ]
     for name, value in rows:
         table.add_row(name, value)
