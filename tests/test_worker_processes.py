@@ -178,14 +178,14 @@ async def test_stopped_worker_finishes_or_releases_its_jobs(
         long = await queue.create_jobs(
             [CreateJobRequest(kind="sleep", payload={"seconds": 120}) for _ in range(3)]
         )
-        child = Child(backend, tmp_path / "stopped.log", concurrency=6, grace=1.5)
+        child = Child(backend, tmp_path / "stopped.log", concurrency=6, grace=2.5)
         children.append(child)
         await wait_for_running(queue, 6, child)
         await asyncio.sleep(0.1)  # let the handlers begin their sleep
         signalled = time.monotonic()
         child.process.send_signal(signum)
         assert child.wait(30) == 0, child.output()
-        assert time.monotonic() - signalled >= 1.0
+        assert time.monotonic() - signalled >= 2.0
         assert "released 3 unfinished jobs" in child.output()
 
         for created in short:
