@@ -419,3 +419,10 @@ def test_help_lists_lazy_commands_without_loading_them(monkeypatch: Any) -> None
     result = invoke("--help")
     assert result.exit_code == 0
     assert "Run the suite (summary)." in result.stdout
+
+
+def test_no_command_prints_the_help() -> None:
+    """jobqueue alone prints its help on stdout and exits 0."""
+    result = invoke()
+    assert result.exit_code == 0 and result.stderr == ""
+    assert result.stdout.startswith("Usage: jobqueue") and "Exit codes" in result.stdout

@@ -125,6 +125,12 @@ def queue_options(command: F) -> F:
     return command
 
 
+_NO_ARGS_IS_HELP: type[click.UsageError] = getattr(
+    click.exceptions, "NoArgsIsHelpError", type("_NeverRaised", (click.UsageError,), {})
+)
+"""What click 8.2+ raises for a group run without a command; its message is the help."""
+
+
 class JobQueueGroup(click.Group):
     """A group whose errors are one line on stderr with a documented exit code."""
 
@@ -170,6 +176,9 @@ class JobQueueGroup(click.Group):
                 args, prog_name or "jobqueue", complete_var, standalone_mode=False, **extra
             )
             code = result if isinstance(result, int) else 0
+        except _NO_ARGS_IS_HELP as exc:
+            click.echo(exc.format_message())
+            code = Exit.OK
         except click.exceptions.UsageError as exc:
             command = exc.ctx.command_path if exc.ctx is not None else "jobqueue"
             code = _report(f"{exc.format_message()} (see '{command} --help')", exc.exit_code)
