@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -976,6 +977,7 @@ class ClaimHistory:
         self.detoured: set[UUID] = set()
         self.completed: Counter[UUID] = Counter()
         self.claims = 0
+        self.claimers: set[str] = set()
         self.violations: list[str] = []
 
     def on_create(self, jobs: list[Job]) -> None:
@@ -985,6 +987,8 @@ class ClaimHistory:
     def on_claim(self, worker: str, jobs: list[Job]) -> None:
         with self.lock:
             self.claims += len(jobs)
+            if jobs:
+                self.claimers.add(worker)
             for job in jobs:
                 holder = self.holders.get(job.id)
                 if holder is not None:
@@ -1093,12 +1097,22 @@ def test_concurrent_tasks_never_share_or_lose_a_job(
     history.check(counts)
 
 
+@pytest.fixture
+def fast_thread_switching() -> Iterator[None]:
+    """Make the interpreter switch threads far more often, to provoke races."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(interval)
+
+
+@pytest.mark.usefixtures("fast_thread_switching")
 def test_threads_with_their_own_loops_never_share_or_lose_a_job() -> None:
     """Several threads, each running its own event loop with many claiming tasks on one
     ``memory://NAME`` queue, while other threads create jobs: no job is held twice,
-    none is lost, none is unexpected."""
+    none is lost, none is unexpected (threads switch far more often than usual)."""
     name = f"memory://{unique_name()}"
-    per_producer, producers, claim_threads = 600, 2, 4
+    per_producer, producers, claim_threads = 1000, 2, 4
     history = ClaimHistory(per_producer * producers)
     plans: list[tuple[int, list[tuple[int, int]]]] = [(40, []) for _ in range(claim_threads)]
     plans += [(0, [(p * per_producer, per_producer)]) for p in range(producers)]
@@ -1123,3 +1137,4 @@ def test_threads_with_their_own_loops_never_share_or_lose_a_job() -> None:
             return await q.counts()
 
     history.check(asyncio.run(counts()))
+    assert len({worker.partition("-")[0] for worker in history.claimers}) > 1
