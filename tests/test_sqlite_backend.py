@@ -409,3 +409,53 @@ async def test_purge_deletes_in_chunks_and_counts_them_all(tmp_path: Path) -> No
         assert await queue.purge_jobs(clock(), [JobStatus.CANCELLED]) == total
         assert (await queue.counts())[JobStatus.PENDING] == 1
         assert sum((await queue.counts()).values()) == 1
+
+
+class StepCounter:
+    """Counts SQLite virtual-machine instructions (in hundreds) run on a connection."""
+
+    def __init__(self) -> None:
+        self.hundreds = 0
+
+    def __call__(self) -> int:
+        self.hundreds += 1
+        return 0
+
+
+async def _claim_cost(queue: SQLiteJobQueue, counter: StepCounter) -> tuple[int, str]:
+    before = counter.hundreds
+    job = await queue.claim_job("w")
+    assert job is not None
+    return counter.hundreds - before, job.kind
+
+
+async def test_claim_cost_stays_flat_with_finished_and_future_jobs(tmp_path: Path) -> None:
+    """A claim costs about the same with 10,000 finished jobs and 20,000 higher-priority jobs
+    scheduled for later in the table as with none; once those fall due, the first claims
+    take them and mark the rest due, after which claims are cheap again."""
+    clock = FakeClock()
+    async with jobqueue.connect(url_for(tmp_path / "q.db"), clock=clock) as queue:
+        assert isinstance(queue, SQLiteJobQueue)
+        counter = StepCounter()
+        await queue._db.connection.set_progress_handler(counter, 100)
+        await queue.create_jobs([CreateJobRequest(kind="fresh") for _ in range(10)])
+        baseline, kind = await _claim_cost(queue, counter)
+        assert kind == "fresh"
+
+        later = clock() + timedelta(days=1)
+        await queue.create_jobs(
+            CreateJobRequest(kind="later", priority=10, run_at=later) for _ in range(20_000)
+        )
+        await queue.create_jobs(CreateJobRequest(kind="d", queue="old") for _ in range(10_000))
+        for job in await queue.claim_jobs("w", 10_000, queues=["old"]):
+            await queue.complete_job(job.id, {})
+        await queue.create_jobs([CreateJobRequest(kind="fresh") for _ in range(10)])
+        cost, kind = await _claim_cost(queue, counter)
+        assert kind == "fresh"
+        assert cost <= 2 * baseline + 10
+
+        clock.set(later)
+        kinds = [(await _claim_cost(queue, counter))[1] for _ in range(3)]
+        assert kinds == ["later"] * 3
+        cost, kind = await _claim_cost(queue, counter)
+        assert kind == "later" and cost <= 2 * baseline + 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -18,6 +19,9 @@ from ._db import Database
 from ._url import SQLiteConfig
 
 __all__ = ["SQLiteJobQueue"]
+
+PROMOTE_INTERVAL = 1.0
+"""Seconds between two markings of fallen-due jobs, when claims give no reason sooner."""
 
 
 class SQLiteJobQueue(JobQueue):
@@ -41,6 +45,7 @@ class SQLiteJobQueue(JobQueue):
         self._db = db
         self._config = config
         self._waiters: set[asyncio.Future[None]] = set()
+        self._promoted_at = -PROMOTE_INTERVAL
 
     def __repr__(self) -> str:
         return f"<SQLiteJobQueue {redact_url(self._config.url)}>"
@@ -93,9 +98,21 @@ class SQLiteJobQueue(JobQueue):
         names = () if queues is None else tuple(dict.fromkeys(queues))
         for i, name in enumerate(names):
             params[f"q{i}"] = name
+        if time.monotonic() - self._promoted_at >= PROMOTE_INTERVAL:
+            await self._promote(params["now"])
         rows = await self._db.fetch(sql.claim(len(names)), params)
+        if any(not row[sql.SEQ + 1] for row in rows):
+            self._promoted_at = -PROMOTE_INTERVAL
         rows.sort(key=sql.claim_order)
         return [sql.job_from_row(row) for row in rows]
+
+    async def _promote(self, now: int) -> None:
+        """Mark due the pending jobs whose time has come, so claims find them by index.
+
+        Claims are right without it; it keeps them from sorting many such jobs.
+        """
+        await self._db.fetch(sql.PROMOTE, {"now": now})
+        self._promoted_at = time.monotonic()
 
     async def _outcome(
         self, outcome: Outcome, statement: str, job_id: UUID, fence: Fence, **params: Any

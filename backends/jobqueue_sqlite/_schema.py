@@ -8,6 +8,12 @@ the version there, so processes opening a new file at once migrate it once.
 
 Times are integer microseconds since the Unix epoch (UTC), ids canonical UUID
 text, payload and stats JSON text. ``seq`` (the rowid) is the creation order.
+
+``ready_at`` is when a job may first be claimed (the later of ``run_at`` and
+``next_retry_at``; NULL when neither is set) and ``due`` whether it was past
+when the job last became pending. Claims walk the claim-order index over due
+jobs, so pending jobs dated in the future never slow them down; jobs that
+fell due since are found through ``jobqueue_jobs_scheduled`` and marked due.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             stats TEXT,
             run_at INTEGER,
             next_retry_at INTEGER,
+            ready_at INTEGER,
+            due INTEGER NOT NULL,
             lease_expires_at INTEGER,
             created_at INTEGER NOT NULL,
             updated_at INTEGER NOT NULL,
@@ -59,13 +67,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             finished_at INTEGER
         )
         """,
-        # Claim order over pending rows only; covering, so that skipping jobs
-        # that are not yet due or in other queues never reads the table.
+        # Claim order over pending jobs that were due when last looked at;
+        # covering, so that skipping jobs of other queues never reads the table.
         """
         CREATE INDEX jobqueue_jobs_claim ON jobqueue_jobs (
             priority DESC, (next_retry_at IS NOT NULL), created_at, seq,
-            run_at, next_retry_at, queue, status
-        ) WHERE status = 'pending'
+            ready_at, next_retry_at, queue, status, due
+        ) WHERE status = 'pending' AND due = 1
+        """,
+        # Pending jobs that were not due yet when written, by when they will be.
+        """
+        CREATE INDEX jobqueue_jobs_scheduled ON jobqueue_jobs (ready_at)
+        WHERE status = 'pending' AND due = 0
         """,
         "CREATE INDEX jobqueue_jobs_worker ON jobqueue_jobs (worker_id) WHERE status = 'running'",
         """

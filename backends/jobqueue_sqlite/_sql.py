@@ -82,42 +82,61 @@ def claim_order(row: Sequence[Any]) -> tuple[int, bool, int, int]:
 CREATE = f"""
 INSERT INTO jobqueue_jobs (
     id, kind, payload, queue, priority, status, attempts, max_attempts,
-    run_at, created_at, updated_at
+    run_at, ready_at, due, created_at, updated_at
 )
 SELECT
     json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
     json_extract(value, '$[3]'), json_extract(value, '$[4]'), 'pending', 0,
-    json_extract(value, '$[5]'), json_extract(value, '$[6]'), :now, :now
+    json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[6]'),
+    coalesce(json_extract(value, '$[6]') <= :now, 1), :now, :now
 FROM json_each(:batch)
 ORDER BY key
 RETURNING {COLUMNS}
 """
 
-_CLAIMABLE = """
-    status = 'pending'
-    AND (run_at IS NULL OR run_at <= :now)
-    AND (next_retry_at IS NULL OR next_retry_at <= :now)
+_CLAIM_ORDER = "priority DESC, (next_retry_at IS NOT NULL), created_at, seq"
+
+PROMOTE = """
+UPDATE jobqueue_jobs SET due = 1 WHERE status = 'pending' AND due = 0 AND ready_at <= :now
 """
 
 
 @cache
 def claim(queue_count: int) -> str:
-    """Claim up to :limit jobs, restricted to :q0..:qN-1 when ``queue_count`` > 0."""
+    """Claim up to :limit jobs, restricted to :q0..:qN-1 when ``queue_count`` > 0.
+
+    The candidates are the first in claim order among jobs marked due (an
+    index walk) and among jobs not marked due whose time has come (a range of
+    the scheduled index, sorted). The rows come back with their ``due`` mark
+    last, so the caller can tell when jobs are waiting to be marked due.
+    """
     in_queues = ""
     if queue_count:
         names = ", ".join(f":q{i}" for i in range(queue_count))
         in_queues = f"AND queue IN ({names})"
+    columns = "seq, priority, next_retry_at IS NOT NULL AS retry, created_at"
     return f"""
 UPDATE jobqueue_jobs
 SET status = 'running', worker_id = :worker, attempts = attempts + 1,
     started_at = :now, lease_expires_at = :expires, updated_at = :now
 WHERE seq IN (
-    SELECT seq FROM jobqueue_jobs
-    WHERE {_CLAIMABLE} {in_queues}
-    ORDER BY priority DESC, (next_retry_at IS NOT NULL), created_at, seq
-    LIMIT :limit
+    SELECT seq FROM (
+        SELECT * FROM (
+            SELECT {columns} FROM jobqueue_jobs
+            WHERE status = 'pending' AND due = 1 AND (ready_at IS NULL OR ready_at <= :now)
+            {in_queues}
+            ORDER BY {_CLAIM_ORDER} LIMIT :limit
+        )
+        UNION ALL
+        SELECT * FROM (
+            SELECT {columns} FROM jobqueue_jobs
+            WHERE status = 'pending' AND due = 0 AND ready_at <= :now {in_queues}
+            ORDER BY {_CLAIM_ORDER} LIMIT :limit
+        )
+    )
+    ORDER BY priority DESC, retry, created_at, seq LIMIT :limit
 )
-RETURNING {COLUMNS}
+RETURNING {COLUMNS}, due
 """
 
 
@@ -145,7 +164,11 @@ RETURNING seq
 @cache
 def fail(fence: Fence, retry: bool) -> str:
     if retry:
-        change = "status = 'pending', worker_id = NULL, next_retry_at = :retry_at"
+        change = (
+            "status = 'pending', worker_id = NULL, next_retry_at = :retry_at, "
+            "ready_at = max(coalesce(run_at, :retry_at), :retry_at), "
+            "due = max(coalesce(run_at, :retry_at), :retry_at) <= :now"
+        )
     else:
         change = "status = 'failed', finished_at = :now"
     return f"""
@@ -181,7 +204,7 @@ ORDER BY created_at DESC, seq DESC LIMIT :limit
 _RELEASE = """
 UPDATE jobqueue_jobs
 SET status = 'pending', worker_id = NULL, attempts = attempts - 1,
-    lease_expires_at = NULL, updated_at = :now
+    due = coalesce(ready_at <= :now, 1), lease_expires_at = NULL, updated_at = :now
 """
 RELEASE = _RELEASE + "WHERE id = :id AND status = 'running' RETURNING seq"
 RELEASE_WORKER = _RELEASE + "WHERE worker_id = :worker AND status = 'running' RETURNING seq"
@@ -200,6 +223,8 @@ UPDATE jobqueue_jobs
 SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
     worker_id = CASE WHEN attempts >= max_attempts THEN worker_id END,
     next_retry_at = CASE WHEN attempts >= max_attempts THEN next_retry_at ELSE :now END,
+    ready_at = max(coalesce(run_at, :now), :now),
+    due = max(coalesce(run_at, :now), :now) <= :now,
     finished_at = CASE WHEN attempts >= max_attempts THEN :now ELSE finished_at END,
     error = '{LEASE_EXPIRED}', lease_expires_at = NULL, updated_at = :now
 WHERE status = 'running' AND lease_expires_at <= :now
@@ -209,7 +234,8 @@ RETURNING status
 RETRY = f"""
 UPDATE jobqueue_jobs
 SET status = 'pending', attempts = 0, worker_id = NULL, next_retry_at = NULL,
-    finished_at = NULL, stats = NULL, lease_expires_at = NULL, updated_at = :now
+    ready_at = run_at, due = coalesce(run_at <= :now, 1), finished_at = NULL, stats = NULL,
+    lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND status IN ('failed', 'cancelled')
 RETURNING {COLUMNS}
 """
