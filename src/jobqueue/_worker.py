@@ -723,6 +723,8 @@ class Worker:
 
     @staticmethod
     def _call_hook_fast(caller: Any, **kwargs: Any) -> None:
+        if not caller.get_hookimpls():  # an empty call costs ten times this check
+            return
         try:
             caller(**kwargs)
         except Exception:
