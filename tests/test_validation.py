@@ -11,7 +11,8 @@ import dataclasses
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
+from types import MappingProxyType
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +20,7 @@ import pytest
 
 import jobqueue
 from jobqueue import CreateJobRequest, InvalidRequestError, JobQueue, JobStatus
+from jobqueue.backend import NO_FENCE, Fence
 from jobqueue.testing import FakeClock
 
 PRIMITIVES = [
@@ -53,6 +55,7 @@ class World:
     completed: UUID
     failed: UUID
     calls: list[str]
+    arguments: list[tuple[str, tuple[Any, ...]]]
 
     async def state(self) -> tuple[object, ...]:
         jobs = tuple(dataclasses.astuple(j) for j in await self.queue.list_jobs(limit=1000))
@@ -68,15 +71,23 @@ async def world() -> AsyncIterator[World]:
         await queue.complete_job(claimed[1].id, {})
         await queue.fail_job(claimed[2].id, "boom")
         calls: list[str] = []
+        arguments: list[tuple[str, tuple[Any, ...]]] = []
         for name in PRIMITIVES:
-            setattr(queue, name, _spy(calls, name, getattr(queue, name)))
-        yield World(queue, jobs[3].id, claimed[0].id, claimed[1].id, claimed[2].id, calls)
+            setattr(queue, name, _spy(calls, arguments, name, getattr(queue, name)))
+        ids = (jobs[3].id, claimed[0].id, claimed[1].id, claimed[2].id)
+        yield World(queue, *ids, calls, arguments)
 
 
-def _spy(calls: list[str], name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-    async def spied(*args: Any, **kwargs: Any) -> Any:
+def _spy(
+    calls: list[str],
+    arguments: list[tuple[str, tuple[Any, ...]]],
+    name: str,
+    method: Callable[..., Any],
+) -> Callable[..., Any]:
+    async def spied(*args: Any) -> Any:
         calls.append(name)
-        return await method(*args, **kwargs)
+        arguments.append((name, args))
+        return await method(*args)
 
     return spied
 
@@ -100,6 +111,7 @@ BAD_CALLS: dict[str, Call] = {
     "create_jobs(int)": lambda w: w.queue.create_jobs(3),  # type: ignore[arg-type]
     "create_jobs(good, bad)": lambda w: w.queue.create_jobs([REQUEST, "x"]),  # type: ignore[list-item]
     "create_jobs(generator, bad last)": lambda w: w.queue.create_jobs(_bad_generator()),
+    "create_jobs(one request)": lambda w: w.queue.create_jobs(REQUEST),  # type: ignore[arg-type]
     # claim
     "claim_job(empty worker)": lambda w: w.queue.claim_job(""),
     "claim_job(None worker)": lambda w: w.queue.claim_job(None),  # type: ignore[arg-type]
@@ -250,3 +262,37 @@ async def test_queue_arguments_accept_any_collection(world: World) -> None:
     assert (await q.claim_job("w", queues=("a", "a"))) is not None
     assert (await q.claim_job("w", queues=(n for n in ["b"]))) is not None
     assert await q.claim_job("w", queues={"a", "b"}) is None
+
+
+async def test_primitives_receive_normalised_values(world: World) -> None:
+    """A backend's primitives only see normalised values: UUIDs for ids, ``JobStatus``
+    members, UTC datetimes, plain dicts for stats, tuples of distinct queue names, a
+    float timeout, and a ``Fence`` only when a fence was given."""
+    q = world.queue
+    zone = timezone(timedelta(hours=3))
+    world.arguments.clear()
+    await q.list_jobs("failed", 3)
+    await q.count_by_status("running")
+    await q.claim_job("w", queues=["b", "a", "b"])
+    await q.fail_job(str(world.running), "e", datetime(2030, 1, 1, 3, tzinfo=zone))
+    (job,) = await q.claim_jobs("w", 1)
+    await q.complete_job(str(job.id).upper(), MappingProxyType({"t": (1, 2)}), attempt=1)
+    await q.purge_jobs(datetime(2030, 1, 1, 3, tzinfo=zone), ["failed"])
+    await q.wait_for_jobs(0)
+    assert world.arguments == [
+        ("_list_jobs", (JobStatus.FAILED, 3)),
+        ("_count_by_status", (JobStatus.RUNNING,)),
+        ("_claim_jobs", ("w", 1, ("b", "a"))),
+        ("_fail_job", (world.running, "e", AWARE, NO_FENCE)),
+        ("_claim_jobs", ("w", 1, None)),
+        ("_complete_job", (job.id, {"t": [1, 2]}, Fence(None, 1))),
+        ("_purge_jobs", (AWARE, frozenset({JobStatus.FAILED}))),
+        ("_wait_for_jobs", (0.0,)),
+    ]
+    for _, args in world.arguments:
+        for value in args:
+            if isinstance(value, datetime):
+                assert value.tzinfo is UTC
+    assert type(world.arguments[2][1][2]) is tuple
+    assert type(world.arguments[5][1][1]) is dict
+    assert type(world.arguments[7][1][0]) is float
