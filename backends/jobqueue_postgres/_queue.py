@@ -86,6 +86,7 @@ class PostgresJobQueue(JobQueue):
         self._channel = channel_for(settings.schema)
         self._listener: Listener | None = None
         self._seen = 0
+        self._abandoned: set[asyncio.Future[Any]] = set()
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Any, lease: timedelta, migrate: bool) -> Self:
@@ -144,26 +145,47 @@ class PostgresJobQueue(JobQueue):
         return None if self.clock is None else self.now()
 
     async def _run(self, operation: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
-        """Run ``operation`` on a healthy pooled connection within the ``timeout`` option."""
+        """Run ``operation`` on a healthy pooled connection; give up after the ``timeout`` option.
+
+        The operation runs in its own task so that giving up is immediate even
+        when psycopg needs long to cancel a query on a dead connection: that
+        cleanup (and returning the connection to the pool) finishes in the background.
+        """
         settings = self._settings
+        task = asyncio.ensure_future(self._on_connection(operation))
         try:
-            async with asyncio.timeout(settings.timeout):
-                conn = await self._acquire()
-                try:
-                    return await operation(conn)
-                finally:
-                    await self._pool.putconn(conn)
-        except TimeoutError:
+            done, _ = await asyncio.wait((task,), timeout=settings.timeout)
+        except asyncio.CancelledError:
+            self._abandon(task)
+            raise
+        if not done:
+            self._abandon(task)
             raise BackendUnavailableError(
                 f"PostgreSQL at {settings.display_url} did not answer within "
                 f"{settings.timeout:g} s (the timeout option)"
-            ) from None
+            )
+        try:
+            return task.result()
         except _UNAVAILABLE as exc:
             raise _unavailable(settings, exc, "lost") from None
         except psycopg.DataError as exc:
             raise InvalidRequestError(
                 f"PostgreSQL rejected a value: {settings.scrub(str(exc))}"
             ) from None
+
+    async def _on_connection(self, operation: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+        conn = await self._acquire()
+        try:
+            return await operation(conn)
+        finally:
+            await self._pool.putconn(conn)
+
+    def _abandon(self, task: asyncio.Future[Any]) -> None:
+        """Cancel a call nobody waits for any more; keep it referenced until it has cleaned up."""
+        task.cancel()
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+        task.add_done_callback(_consume_result)
 
     async def _acquire(self) -> AsyncConnection[Any]:
         """A pooled connection, skipping (and replacing) ones the server has closed.
@@ -389,7 +411,9 @@ class PostgresJobQueue(JobQueue):
     async def _close(self) -> None:
         if self._listener is not None:
             await self._listener.close()
-        await self._pool.close()
+        if self._abandoned:
+            await asyncio.wait(set(self._abandoned), timeout=1.0)
+        await self._pool.close(timeout=1.0)
 
 
 def _check_conninfo(settings: Settings) -> None:
@@ -409,6 +433,11 @@ def _unavailable(settings: Settings, exc: BaseException, what: str) -> BackendUn
     return BackendUnavailableError(
         f"PostgreSQL at {settings.display_url} ({what}): {type(exc).__name__}: {detail}"
     )
+
+
+def _consume_result(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _closed_by_server(conn: AsyncConnection[Any]) -> bool:

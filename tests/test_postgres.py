@@ -1,0 +1,647 @@
+"""What the PostgreSQL backend does beyond the common contract: URLs and options, migrations,
+secrets, wake-ups, outages and the claim index."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+
+import jobqueue
+import jobqueue_postgres._sql
+from jobqueue import (
+    BackendUnavailableError,
+    CreateJobRequest,
+    InvalidRequestError,
+    JobStatus,
+    installed_backends,
+)
+from jobqueue.testing import FakeClock
+
+SECRET = "s3cret-Pw"
+
+
+def with_password(url: str, password: str = SECRET) -> str:
+    """``url`` with ``password`` set (the test server trusts every password)."""
+    parts = urlsplit(url)
+    netloc = f"{parts.username or 'postgres'}:{password}@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def with_host(url: str, host: str, port: int) -> str:
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit(parts._replace(netloc=f"{user}{host}:{port}"))
+
+
+def with_query(url: str, query: str) -> str:
+    return url + ("&" if "?" in url else "?") + query
+
+
+# ------------------------------------------------------------------ URLs and options
+
+
+def test_the_three_schemes_are_registered_with_their_capabilities() -> None:
+    """postgresql://, postgres:// and postgresql+psycopg:// all open this backend, which claims
+    concurrent processes, persistence and listen/notify."""
+    backends = {info.scheme: info for info in installed_backends()}
+    for scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        assert backends[scheme].capabilities == {
+            "concurrent_processes",
+            "persistent",
+            "listen_notify",
+        }
+
+
+def test_importing_the_plugin_does_not_import_psycopg() -> None:
+    """The plugin module is importable without loading psycopg (it is an optional extra)."""
+    code = "import sys, jobqueue_postgres; assert 'psycopg' not in sys.modules, 'imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_without_psycopg_connecting_says_what_to_install() -> None:
+    """With psycopg missing, connecting raises BackendUnavailableError naming the extra."""
+    code = """
+import asyncio, sys
+sys.modules["psycopg"] = None
+import jobqueue
+
+async def main():
+    await jobqueue.connect("postgresql://u@127.0.0.1:1/x")
+
+try:
+    asyncio.run(main())
+except jobqueue.BackendUnavailableError as exc:
+    assert "jobqueue[postgres]" in str(exc), exc
+else:
+    raise SystemExit("no error")
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_every_scheme_reaches_the_same_queue(postgres_url: str, postgres_schema: str) -> None:
+    """A job created through one URL form is visible through the other two."""
+    rest = postgres_url.split("://", 1)[1]
+    async with jobqueue.connect(f"postgresql://{rest}", schema=postgres_schema) as first:
+        job = await first.create_job(CreateJobRequest(kind="k"))
+        for scheme in ("postgres", "postgresql+psycopg"):
+            async with jobqueue.connect(f"{scheme}://{rest}", schema=postgres_schema) as other:
+                assert await other.get_job(job.id) == job
+
+
+async def test_options_may_come_from_the_url_query(postgres_url: str, postgres_schema: str) -> None:
+    """schema, pool sizes, timeouts and notify are accepted as URL query parameters, next to
+    libpq's own parameters."""
+    url = with_query(
+        postgres_url,
+        f"schema={postgres_schema}&min_size=0&max_size=2&timeout=7.5&connect_timeout=3"
+        "&notify=false&prepared_statements=off&application_name=jq_options",
+    )
+    async with jobqueue.connect(url) as queue:
+        assert queue.schema == postgres_schema  # type: ignore[attr-defined]
+        assert queue.pool_size == 2  # type: ignore[attr-defined]
+        await queue.create_job(CreateJobRequest(kind="k"))
+        assert await queue.count_by_status(JobStatus.PENDING) == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "query", "message"),
+    [
+        ({"colour": "blue"}, "", "colour"),
+        ({}, "no_such_libpq_param=1", "no_such_libpq_param"),
+        ({"schema": "bad-name"}, "", "schema"),
+        ({"schema": "x" * 64}, "", "schema"),
+        ({"schema": "pg_catalog"}, "", "pg_"),
+        ({"min_size": 5, "max_size": 2}, "", "min_size"),
+        ({"max_size": 0}, "", "max_size"),
+        ({"timeout": -1}, "", "timeout"),
+        ({}, "connect_timeout=soon", "connect_timeout"),
+        ({"notify": "maybe"}, "", "notify"),
+        ({"max_size": True}, "", "max_size"),
+    ],
+)
+async def test_bad_options_are_invalid_requests(
+    postgres_url: str, options: dict[str, object], query: str, message: str
+) -> None:
+    """Unknown options (keyword or libpq query parameter) and invalid values raise
+    InvalidRequestError naming the culprit, before anything is written."""
+    url = with_query(postgres_url, query) if query else postgres_url
+    with pytest.raises(InvalidRequestError, match=message):
+        await jobqueue.connect(url, **options)
+
+
+async def test_schemas_are_separate_queues(postgres_url: str, postgres_schema: str) -> None:
+    """Two schemas in one database are two independent queues."""
+    other = f"{postgres_schema}_b"
+    try:
+        async with (
+            jobqueue.connect(postgres_url, schema=postgres_schema) as first,
+            jobqueue.connect(postgres_url, schema=other) as second,
+        ):
+            await first.create_job(CreateJobRequest(kind="k"))
+            assert await second.claim_job("w") is None
+            assert await first.claim_job("w") is not None
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
+
+
+async def test_timestamps_round_trip_to_the_microsecond(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """Datetimes come back in UTC, the same instant to the microsecond; an injected clock is
+    the source of every timestamp."""
+    clock = FakeClock(datetime(2031, 5, 6, 7, 8, 9, 123457, tzinfo=UTC))
+    run_at = datetime(2031, 5, 6, 9, 8, 9, 654321, tzinfo=UTC).astimezone(ZoneInfo("Asia/Kolkata"))
+    async with jobqueue.connect(postgres_url, schema=postgres_schema, clock=clock) as queue:
+        job = await queue.create_job(CreateJobRequest(kind="k", run_at=run_at))
+        stored = await queue.get_job(job.id)
+        assert stored is not None
+        assert stored.created_at == clock() and stored.created_at.tzinfo is UTC
+        assert stored.run_at == run_at and stored.run_at is not None
+        assert stored.run_at.tzinfo is UTC and stored.run_at.microsecond == 654321
+
+
+async def test_without_a_clock_the_database_clock_is_used(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """Without an injected clock timestamps come from the database server's clock."""
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as queue:
+        job = await queue.create_job(CreateJobRequest(kind="k"))
+    with psycopg.connect(postgres_url) as conn:
+        row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    assert timedelta(0) <= row[0] - job.created_at < timedelta(seconds=30)
+
+
+async def test_text_postgresql_cannot_store_is_an_invalid_request(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """A NUL character in a payload is rejected with InvalidRequestError and nothing is stored;
+    in an error text (informational) it is replaced by U+FFFD."""
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as queue:
+        with pytest.raises(InvalidRequestError, match="PostgreSQL"):
+            await queue.create_job(CreateJobRequest(kind="k", payload={"a": "x\x00y"}))
+        assert await queue.count_by_status(JobStatus.PENDING) == 0
+        await queue.create_job(CreateJobRequest(kind="k"))
+        job = await queue.claim_job("w")
+        assert job is not None
+        await queue.fail_job(job.id, "bad\x00byte")
+        failed = await queue.get_job(job.id)
+        assert failed is not None and failed.error == "bad\ufffdbyte"
+
+
+# ------------------------------------------------------------------ migrations
+
+
+def _versions(url: str, schema: str) -> list[int]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(f'SELECT version FROM "{schema}".jobqueue_migrations').fetchall()
+    return sorted(row[0] for row in rows)
+
+
+async def test_many_connections_migrating_at_once_agree(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """Eight handles opening a missing schema at the same moment all succeed, and the
+    migrations are applied once."""
+    queues = await asyncio.gather(
+        *(jobqueue.connect(postgres_url, schema=postgres_schema, min_size=0) for _ in range(8))
+    )
+    try:
+        await queues[0].create_job(CreateJobRequest(kind="k"))
+        assert await queues[-1].count_by_status(JobStatus.PENDING) == 1
+    finally:
+        for queue in queues:
+            await queue.close()
+    assert _versions(postgres_url, postgres_schema) == [1]
+
+
+MIGRATE_IN_CHILD = """
+import asyncio, sys, time, jobqueue
+url, schema, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+time.sleep(max(0.0, start - time.time()))
+async def main():
+    async with jobqueue.connect(url, schema=schema, min_size=0) as queue:
+        await queue.create_job(jobqueue.CreateJobRequest(kind="k"))
+asyncio.run(main())
+"""
+
+
+async def test_processes_migrating_at_once_agree(postgres_url: str, postgres_schema: str) -> None:
+    """Four processes connecting to a missing schema at the same instant all succeed."""
+    start = time.time() + 1.5
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", MIGRATE_IN_CHILD, postgres_url, postgres_schema, str(start)
+        )
+        for _ in range(4)
+    ]
+    codes = [await asyncio.wait_for(child.wait(), 60) for child in children]
+    assert codes == [0, 0, 0, 0]
+    assert _versions(postgres_url, postgres_schema) == [1]
+    async with jobqueue.connect(postgres_url, schema=postgres_schema, migrate=False) as queue:
+        assert await queue.count_by_status(JobStatus.PENDING) == 4
+
+
+async def test_migrate_false_refuses_a_missing_or_old_schema(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """With migrate=False a missing, old or newer schema raises BackendUnavailableError that
+    says how to migrate; a current one opens."""
+    with pytest.raises(BackendUnavailableError, match="migrate=True"):
+        await jobqueue.connect(postgres_url, schema=postgres_schema, migrate=False)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = %s", (postgres_schema,)
+        ).fetchone()
+    assert exists == (0,), "a refused connect must not create anything"
+
+    async with jobqueue.connect(postgres_url, schema=postgres_schema):
+        pass
+    async with jobqueue.connect(postgres_url, schema=postgres_schema, migrate=False):
+        pass
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'INSERT INTO "{postgres_schema}".jobqueue_migrations VALUES (99)')
+    for migrate in (True, False):
+        with pytest.raises(BackendUnavailableError, match="newer"):
+            await jobqueue.connect(postgres_url, schema=postgres_schema, migrate=migrate)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f'DELETE FROM "{postgres_schema}".jobqueue_migrations')
+    with pytest.raises(BackendUnavailableError, match="migrate"):
+        await jobqueue.connect(postgres_url, schema=postgres_schema, migrate=False)
+
+
+# ------------------------------------------------------------------ secrets
+
+
+async def test_repr_never_shows_the_password(postgres_url: str, postgres_schema: str) -> None:
+    """The queue's repr shows host and schema but not the password, in either URL form."""
+    for url in (
+        with_password(postgres_url),
+        with_query(postgres_url, f"password={SECRET}"),
+    ):
+        async with jobqueue.connect(url, schema=postgres_schema) as queue:
+            text = repr(queue)
+            assert SECRET not in text and "***" in text
+            assert postgres_schema in text
+
+
+async def test_connection_errors_never_show_the_password(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unreachable server raises BackendUnavailableError quickly; neither the error, its
+    causes nor any log line contain the password."""
+    caplog.set_level(logging.DEBUG)
+    for url in (
+        with_password(with_host(postgres_url, "127.0.0.1", 1)),
+        with_query(with_host(postgres_url, "127.0.0.1", 1), f"password={SECRET}"),
+    ):
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError) as info:
+            await jobqueue.connect(url, connect_timeout=2)
+        assert time.monotonic() - started < 5
+        chain: list[BaseException] = []
+        error: BaseException | None = info.value
+        while error is not None:
+            chain.append(error)
+            error = error.__cause__ or error.__context__
+        assert all(SECRET not in str(e) and SECRET not in repr(e) for e in chain)
+        assert "127.0.0.1" in str(info.value)
+    assert SECRET not in caplog.text
+
+
+async def test_a_server_that_never_answers_fails_within_connect_timeout() -> None:
+    """A host that accepts TCP but never speaks makes connect fail with
+    BackendUnavailableError after about connect_timeout seconds, not hang."""
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError):
+            await jobqueue.connect(f"postgresql://u@127.0.0.1:{port}/db", connect_timeout=1)
+        assert time.monotonic() - started < 6
+    finally:
+        silent.close()
+
+
+# ------------------------------------------------------------------ outages
+
+
+class Proxy:
+    """A TCP proxy in front of the test server that can go down, hang and come back."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self._sessions: set[asyncio.Task[None]] = set()
+        self.port = 0
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Refuse new connections and cut the open ones (a server going down)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+        self.flowing.set()
+        if self._sessions:
+            await asyncio.wait(set(self._sessions), timeout=5)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = asyncio.current_task()
+        assert session is not None
+        self._sessions.add(session)
+        session.add_done_callback(self._sessions.discard)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers += [writer, up_writer]
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                await self.flowing.wait()
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.transport.abort()
+
+
+@contextlib.asynccontextmanager
+async def proxy_for(url: str) -> AsyncIterator[Proxy]:
+    parts = urlsplit(url)
+    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()
+
+
+async def test_outage_fails_fast_and_work_resumes_after(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """While the server is unreachable every call fails with BackendUnavailableError within
+    the timeout option; once it is back the pool reconnects and calls succeed again."""
+    async with proxy_for(postgres_url) as proxy:
+        url = with_host(postgres_url, "127.0.0.1", proxy.port)
+        async with jobqueue.connect(
+            url, schema=postgres_schema, timeout=2, min_size=2, max_size=2
+        ) as queue:
+            job = await queue.create_job(CreateJobRequest(kind="before"))
+            await proxy.stop()
+            for call in (
+                lambda: queue.create_job(CreateJobRequest(kind="during")),
+                lambda: queue.claim_job("w"),
+                lambda: queue.get_job(job.id),
+            ):
+                started = time.monotonic()
+                with pytest.raises(BackendUnavailableError):
+                    await call()
+                assert time.monotonic() - started < 5
+            await proxy.start()
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    claimed = await queue.claim_job("w")
+                    break
+                except BackendUnavailableError:
+                    assert time.monotonic() < deadline, "the pool never reconnected"
+                    await asyncio.sleep(0.2)
+            assert claimed is not None and claimed.id == job.id
+            await queue.complete_job(claimed.id, {})
+            assert await queue.counts() == {
+                JobStatus.PENDING: 0,
+                JobStatus.RUNNING: 0,
+                JobStatus.COMPLETED: 1,
+                JobStatus.FAILED: 0,
+                JobStatus.CANCELLED: 0,
+            }
+
+
+async def test_a_hanging_server_makes_calls_fail_within_the_timeout(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """When the server stops answering mid-connection a call raises BackendUnavailableError
+    after about the timeout option instead of hanging; nothing is half-applied."""
+    async with proxy_for(postgres_url) as proxy:
+        url = with_host(postgres_url, "127.0.0.1", proxy.port)
+        async with jobqueue.connect(url, schema=postgres_schema, timeout=1.5) as queue:
+            await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(3)])
+            proxy.flowing.clear()
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailableError, match="did not answer"):
+                await queue.claim_jobs("w", 3)
+            assert time.monotonic() - started < 4
+            proxy.flowing.set()
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as direct:
+        counts = await direct.counts()
+        # The claim either committed before the freeze reached it or not at all.
+        assert (counts[JobStatus.PENDING], counts[JobStatus.RUNNING]) in {(3, 0), (0, 3)}
+
+
+# ------------------------------------------------------------------ wake-ups
+
+
+async def test_wait_returns_soon_after_a_job_is_created_elsewhere(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """An idle handle waiting for jobs wakes within a fraction of a second when another handle
+    creates one (NOTIFY), long before its timeout."""
+    async with (
+        jobqueue.connect(postgres_url, schema=postgres_schema) as waiter,
+        jobqueue.connect(postgres_url, schema=postgres_schema) as producer,
+    ):
+        assert await waiter.claim_job("w") is None
+        await waiter.wait_for_jobs(0.01)  # starts listening
+        latencies = []
+        for _ in range(3):
+            task = asyncio.create_task(waiter.wait_for_jobs(20))
+            await asyncio.sleep(0.1)
+            started = time.monotonic()
+            await producer.create_job(CreateJobRequest(kind="k"))
+            await asyncio.wait_for(task, 20)
+            latencies.append(time.monotonic() - started)
+            assert await waiter.claim_job("w") is not None
+        assert min(latencies) < 1.0, latencies
+
+
+@pytest.mark.parametrize("make_claimable", ["release", "retry", "rescue", "retry_job"])
+async def test_jobs_becoming_claimable_again_wake_waiters(
+    postgres_url: str, postgres_schema: str, make_claimable: str
+) -> None:
+    """Release, a retrying failure, rescue and retry_job also notify idle handles."""
+    clock = FakeClock()
+    async with (
+        jobqueue.connect(postgres_url, schema=postgres_schema, clock=clock) as waiter,
+        jobqueue.connect(postgres_url, schema=postgres_schema, clock=clock) as other,
+    ):
+        await other.create_job(CreateJobRequest(kind="k", max_attempts=3))
+        job = await other.claim_job("w")
+        assert job is not None
+        if make_claimable == "retry_job":
+            await other.fail_job(job.id, "boom")
+        assert await waiter.claim_job("x") is None
+        await waiter.wait_for_jobs(0.01)
+        task = asyncio.create_task(waiter.wait_for_jobs(20))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        if make_claimable == "release":
+            assert await other.release_job(job.id)
+        elif make_claimable == "retry":
+            await other.fail_job(job.id, "boom", next_retry_at=clock())
+        elif make_claimable == "rescue":
+            clock.advance(other.lease)
+            assert await other.rescue_expired_jobs() == 1
+        else:
+            await other.retry_job(job.id)
+        await asyncio.wait_for(task, 20)
+        assert time.monotonic() - started < 5
+
+
+async def test_other_schemas_do_not_wake_waiters(postgres_url: str, postgres_schema: str) -> None:
+    """Each schema has its own channel: jobs created in another schema do not wake a waiter."""
+    other = f"{postgres_schema}_o"
+    try:
+        async with (
+            jobqueue.connect(postgres_url, schema=postgres_schema) as waiter,
+            jobqueue.connect(postgres_url, schema=other) as producer,
+        ):
+            await waiter.wait_for_jobs(0.01)
+            task = asyncio.create_task(waiter.wait_for_jobs(1.0))
+            await asyncio.sleep(0.1)
+            started = time.monotonic()
+            await producer.create_job(CreateJobRequest(kind="k"))
+            await task
+            assert time.monotonic() - started >= 0.8
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
+
+
+async def test_poll_only_mode_never_listens(postgres_url: str, postgres_schema: str) -> None:
+    """With notify=False a wait is a plain sleep of the whole timeout and no LISTEN
+    connection is opened (for PgBouncer transaction pooling)."""
+    name = f"jq_poll_{postgres_schema}"
+    url = with_query(postgres_url, f"application_name={name}")
+    async with (
+        jobqueue.connect(url, schema=postgres_schema, notify=False) as waiter,
+        jobqueue.connect(postgres_url, schema=postgres_schema) as producer,
+    ):
+        task = asyncio.create_task(waiter.wait_for_jobs(0.6))
+        await asyncio.sleep(0.1)
+        await producer.create_job(CreateJobRequest(kind="k"))
+        started = time.monotonic()
+        await task
+        assert time.monotonic() - started >= 0.4
+        assert await waiter.claim_job("w") is not None
+        with psycopg.connect(postgres_url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+                " AND query ILIKE 'LISTEN%%'",
+                (name,),
+            ).fetchone()
+        assert row == (0,)
+
+
+async def test_listener_listens_again_after_its_connection_is_terminated(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """When the listening connection is killed, the handle reconnects, LISTENs again and is
+    woken by later jobs."""
+    name = f"jq_listen_{postgres_schema}"
+    url = with_query(postgres_url, f"application_name={name}")
+    async with (
+        jobqueue.connect(url, schema=postgres_schema) as waiter,
+        jobqueue.connect(postgres_url, schema=postgres_schema) as producer,
+    ):
+        await waiter.wait_for_jobs(0.01)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s",
+                (name,),
+            )
+        await asyncio.sleep(1.0)  # the listener notices and reconnects
+        await waiter.wait_for_jobs(0.01)
+        task = asyncio.create_task(waiter.wait_for_jobs(20))
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        await producer.create_job(CreateJobRequest(kind="k"))
+        await asyncio.wait_for(task, 20)
+        assert time.monotonic() - started < 5
+
+
+# ------------------------------------------------------------------ the claim index
+
+
+async def test_claim_reads_only_the_head_of_the_claim_index(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """With many finished jobs and many future-dated retries and jobs, a claim's plan scans
+    the partial claim-order index and touches a handful of pages (its cost stays flat)."""
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as queue:
+        await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(10)])
+    jobs = f'"{postgres_schema}".jobs'
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            f"INSERT INTO {jobs} (id, kind, payload, queue, priority, status, attempts,"
+            " max_attempts, created_at, updated_at, finished_at, ready)"
+            " SELECT gen_random_uuid(), 'k', '{}', 'default', 0, 'completed', 1, 5,"
+            " now() - interval '1 day', now(), now(), true FROM generate_series(1, 50000)"
+        )
+        conn.execute(
+            f"INSERT INTO {jobs} (id, kind, payload, queue, priority, status, attempts,"
+            " max_attempts, next_retry_at, created_at, updated_at, ready)"
+            " SELECT gen_random_uuid(), 'k', '{}', 'default', 9, 'pending', 1, 5,"
+            " now() + interval '1 day', now() - interval '2 days', now(), false"
+            " FROM generate_series(1, 20000)"
+        )
+        conn.execute(f"ANALYZE {jobs}")
+        statements = jobqueue_postgres._sql.statements(postgres_schema)
+        params = {"now": None, "worker": "w", "limit": 1, "lease": timedelta(minutes=5)}
+        for query in (statements.promote, statements.claim):
+            conn.execute("BEGIN")
+            plan = "\n".join(
+                row[0]
+                for row in conn.execute(
+                    b"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) " + query, params
+                )
+            )
+            conn.execute("ROLLBACK")
+            assert "Seq Scan" not in plan, plan
+            hits = sum(
+                int(part.split("=")[1])
+                for line in plan.splitlines()
+                if "Buffers:" in line
+                for part in line.split()
+                if part.startswith(("hit=", "read="))
+            )
+            assert hits < 200, plan
+        assert "jobs_claim_order" in plan
