@@ -127,7 +127,7 @@ def test_cli_lists_the_memory_backend_as_json() -> None:
 
 def test_cli_table_lists_the_memory_backend() -> None:
     """``jobqueue backends`` prints a table with the ``memory://`` scheme and its distribution."""
-    result = CliRunner().invoke(cli, ["backends"])
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(cli, ["backends"])
     assert result.exit_code == 0, result.output
     (line,) = [line for line in result.output.splitlines() if "memory://" in line]
     assert "jobqueue" in line
