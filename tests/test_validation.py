@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -19,8 +20,22 @@ from uuid import UUID
 import pytest
 
 import jobqueue
-from jobqueue import CreateJobRequest, InvalidRequestError, JobQueue, JobStatus
-from jobqueue.backend import NO_FENCE, Fence
+from jobqueue import (
+    CreateJobRequest,
+    InvalidRequestError,
+    InvalidTransitionError,
+    JobNotFoundError,
+    JobQueue,
+    JobStatus,
+)
+from jobqueue.backend import (
+    NO_FENCE,
+    Fence,
+    Outcome,
+    check_outcome,
+    explain_refusal,
+    reject_unknown_options,
+)
 from jobqueue.testing import FakeClock
 
 PRIMITIVES = [
@@ -296,3 +311,81 @@ async def test_primitives_receive_normalised_values(world: World) -> None:
     assert type(world.arguments[2][1][2]) is tuple
     assert type(world.arguments[5][1][1]) is dict
     assert type(world.arguments[7][1][0]) is float
+
+
+# ------------------------------------------------ the backend author's kit
+
+
+@dataclass(frozen=True)
+class State:
+    status: JobStatus
+    worker_id: str | None = None
+    attempts: int = 0
+
+
+JOB_ID = UUID(int=7)
+PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
+COMPLETED, FAILED, CANCELLED = JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED
+
+
+def test_reject_unknown_options_names_unknown_and_known_ones() -> None:
+    """``reject_unknown_options`` passes known options and otherwise raises
+    ``InvalidRequestError`` naming every unknown option and the known ones."""
+    reject_unknown_options("acme", {"pool": 1}, ["pool", "timeout"])
+    with pytest.raises(InvalidRequestError) as info:
+        reject_unknown_options("acme", {"zeta": 1, "alpha": 2, "pool": 3}, ["pool", "timeout"])
+    assert "acme://" in str(info.value)
+    assert "alpha, zeta" in str(info.value)
+    assert "pool, timeout" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "state", "fence"),
+    [
+        (Outcome.COMPLETE, State(RUNNING, "w", 1), NO_FENCE),
+        (Outcome.FAIL, State(RUNNING, "w", 1), Fence("w", 1)),
+        (Outcome.CANCEL, State(PENDING), NO_FENCE),
+        (Outcome.CANCEL, State(RUNNING, "w", 2), Fence(attempt=2)),
+        (Outcome.RETRY, State(FAILED, "w", 3), NO_FENCE),
+        (Outcome.RETRY, State(CANCELLED), NO_FENCE),
+    ],
+)
+def test_check_outcome_allows_the_listed_transitions(
+    outcome: Outcome, state: State, fence: Fence
+) -> None:
+    """``check_outcome`` returns for every transition SPEC §2 lists; a refusal explained
+    for such a state says the job changed concurrently."""
+    check_outcome(outcome, state, JOB_ID, fence)
+    error = explain_refusal(outcome, state, JOB_ID, fence)
+    assert isinstance(error, InvalidTransitionError)
+    assert "concurrently" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "state", "fence", "words"),
+    [
+        (Outcome.COMPLETE, State(PENDING), NO_FENCE, "it is pending, must be running"),
+        (Outcome.FAIL, State(COMPLETED, "w", 1), NO_FENCE, "it is completed"),
+        (Outcome.CANCEL, State(FAILED), NO_FENCE, "must be pending or running"),
+        (Outcome.CANCEL, State(PENDING), Fence("w"), "must be running"),
+        (Outcome.COMPLETE, State(RUNNING, "w", 1), Fence("x"), "worker_id='x'"),
+        (Outcome.COMPLETE, State(RUNNING, "w", 1), Fence("w", 2), "attempt=2"),
+        (Outcome.RETRY, State(COMPLETED), NO_FENCE, "must be cancelled or failed"),
+    ],
+)
+def test_refusals_are_explained(outcome: Outcome, state: State, fence: Fence, words: str) -> None:
+    """``check_outcome`` raises, and ``explain_refusal`` returns, an
+    ``InvalidTransitionError`` naming the job, the status or the fence that forbids it."""
+    with pytest.raises(InvalidTransitionError, match=re.escape(words)):
+        check_outcome(outcome, state, JOB_ID, fence)
+    error = explain_refusal(outcome, state, JOB_ID, fence)
+    assert isinstance(error, InvalidTransitionError)
+    assert str(JOB_ID) in str(error)
+
+
+def test_a_missing_job_is_explained_as_not_found() -> None:
+    """For a job that does not exist the error is ``JobNotFoundError`` with its id."""
+    error = explain_refusal(Outcome.COMPLETE, None, JOB_ID, NO_FENCE)
+    assert isinstance(error, JobNotFoundError) and error.job_id == JOB_ID
+    with pytest.raises(JobNotFoundError):
+        check_outcome(Outcome.CANCEL, None, JOB_ID, Fence("w"))
