@@ -1059,15 +1059,14 @@ async def run_producer(
 
 
 async def run_workload(
-    url: str, history: ClaimHistory, claimers: int, batch: int, produce: list[tuple[int, int]]
+    q: JobQueue, history: ClaimHistory, claimers: int, batch: int, produce: list[tuple[int, int]]
 ) -> None:
     """Claimers and producers (``(first number, count)`` each) as tasks of this loop."""
-    async with jobqueue.connect(url) as q:
-        tasks = [
-            run_claimer(q, f"{threading.get_ident()}-{i}", history, batch) for i in range(claimers)
-        ]
-        tasks += [run_producer(q, history, first, count, 7) for first, count in produce]
-        await asyncio.wait_for(asyncio.gather(*tasks), 20)
+    tasks = [
+        run_claimer(q, f"{threading.get_ident()}-{i}", history, batch) for i in range(claimers)
+    ]
+    tasks += [run_producer(q, history, first, count, 7) for first, count in produce]
+    await asyncio.wait_for(asyncio.gather(*tasks), 20)
 
 
 @given(
@@ -1085,11 +1084,10 @@ def test_concurrent_tasks_never_share_or_lose_a_job(
     total = producers * jobs_per_producer
     history = ClaimHistory(total)
     produce = [(p * jobs_per_producer, jobs_per_producer) for p in range(producers)]
-    url = f"memory://{unique_name()}"
 
     async def scenario() -> dict[JobStatus, int]:
-        await run_workload(url, history, claimers, batch, produce)
-        async with jobqueue.connect(url) as q:
+        async with jobqueue.connect("memory://") as q:
+            await run_workload(q, history, claimers, batch, produce)
             return await q.counts()
 
     counts = asyncio.run(scenario())
@@ -1118,9 +1116,13 @@ def test_threads_with_their_own_loops_never_share_or_lose_a_job() -> None:
     plans += [(0, [(p * per_producer, per_producer)]) for p in range(producers)]
     errors: list[BaseException] = []
 
+    async def workload_on(url: str, claimers: int, produce: list[tuple[int, int]]) -> None:
+        async with jobqueue.connect(url) as q:
+            await run_workload(q, history, claimers, 3, produce)
+
     def thread_main(claimers: int, produce: list[tuple[int, int]]) -> None:
         try:
-            asyncio.run(run_workload(name, history, claimers, 3, produce))
+            asyncio.run(workload_on(name, claimers, produce))
         except BaseException as exc:
             errors.append(exc)
 
