@@ -65,25 +65,50 @@ class SQLiteJobQueue(JobQueue):
                 future.set_result(None)
 
     async def _create_jobs(self, requests: Sequence[CreateJobRequest]) -> list[Job]:
+        now = self.now()
+        ids = [uuid.uuid4() for _ in requests]
+        payloads = [sql.dump_json(dict(r.payload)) for r in requests]
         batch = json.dumps(
             [
                 [
-                    str(uuid.uuid4()),
+                    str(job_id),
                     r.kind,
-                    sql.dump_json(dict(r.payload)),
+                    payload,
                     r.queue,
                     r.priority,
                     r.max_attempts,
                     sql.optional_micros(r.run_at),
                 ]
-                for r in requests
+                for job_id, r, payload in zip(ids, requests, payloads, strict=True)
             ],
             ensure_ascii=False,
         )
-        rows = await self._db.fetch(sql.CREATE, {"now": self._now(), "batch": batch})
-        rows.sort(key=lambda row: row[sql.SEQ])
+        await self._db.fetch(sql.CREATE, {"now": sql.to_micros(now), "batch": batch})
         self._wake()
-        return [sql.job_from_row(row) for row in rows]
+        # The jobs are exactly what the one INSERT wrote; no need to read them back.
+        return [
+            Job(
+                id=job_id,
+                kind=r.kind,
+                payload=json.loads(payload),
+                queue=r.queue,
+                priority=r.priority,
+                status=JobStatus.PENDING,
+                attempts=0,
+                max_attempts=r.max_attempts,
+                worker_id=None,
+                error=None,
+                stats=None,
+                run_at=r.run_at,
+                next_retry_at=None,
+                lease_expires_at=None,
+                created_at=now,
+                updated_at=now,
+                started_at=None,
+                finished_at=None,
+            )
+            for job_id, r, payload in zip(ids, requests, payloads, strict=True)
+        ]
 
     async def _claim_jobs(
         self, worker_id: str, limit: int, queues: tuple[str, ...] | None

@@ -79,7 +79,7 @@ def claim_order(row: Sequence[Any]) -> tuple[int, bool, int, int]:
 # [id, kind, payload text, queue, priority, max_attempts, run_at] rows, so the
 # whole batch is one statement (one transaction) whatever its size; ordering
 # by the array index gives the rows their seq in the order given.
-CREATE = f"""
+CREATE = """
 INSERT INTO jobqueue_jobs (
     id, kind, payload, queue, priority, status, attempts, max_attempts,
     run_at, ready_at, due, created_at, updated_at
@@ -91,7 +91,6 @@ SELECT
     coalesce(json_extract(value, '$[6]') <= :now, 1), :now, :now
 FROM json_each(:batch)
 ORDER BY key
-RETURNING {COLUMNS}
 """
 
 _CLAIM_ORDER = "priority DESC, (next_retry_at IS NOT NULL), created_at, seq"
