@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
 
@@ -52,15 +52,30 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 class Child:
     """A worker in another process; its output goes to a log file shown on failure."""
 
-    def __init__(self, backend: Backend, log: Path, *, concurrency: int, grace: float) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        log: Path,
+        *,
+        concurrency: int,
+        grace: float,
+        drain: bool = False,
+        start_gate: Path | None = None,
+    ) -> None:
         self.worker_id = f"child-{os.getpid()}-{time.monotonic_ns()}"
         self.log = log
+        self.runs = log.with_suffix(".runs")
+        self.ready = log.with_suffix(".ready")
         config = {
             "url": backend.url,
             "options": backend.options,
             "worker_id": self.worker_id,
             "concurrency": concurrency,
             "grace": grace,
+            "drain": drain,
+            "runs": str(self.runs),
+            "ready": str(self.ready),
+            "start_gate": None if start_gate is None else str(start_gate),
         }
         with log.open("wb") as out:
             self.process = subprocess.Popen(
@@ -71,6 +86,10 @@ class Child:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def ran(self) -> list[str]:
+        """Ids of the jobs whose handler this child started, in order."""
+        return self.runs.read_text().split() if self.runs.exists() else []
 
     def wait(self, timeout: float) -> int:
         try:
@@ -207,10 +226,60 @@ async def test_stopped_worker_finishes_or_releases_its_jobs(
         assert (await queue.counts())[JobStatus.COMPLETED] == 6
 
 
-async def _child_main(config: dict[str, Any]) -> None:
+async def test_worker_processes_share_a_queue_running_each_job_once(
+    backend: Backend, children: list[Child], tmp_path: Path
+) -> None:
+    """Three worker processes draining one queue at once run every job exactly once and
+    complete them all; no job is lost or left running."""
+    async with backend.connect() as queue:
+        jobs = await queue.create_jobs(
+            [CreateJobRequest(kind="sleep", payload={"seconds": 0.01}) for _ in range(450)]
+        )
+        gate = tmp_path / "go"
+        for n in range(3):
+            children.append(
+                Child(
+                    backend,
+                    tmp_path / f"sharer{n}.log",
+                    concurrency=5,
+                    grace=30,
+                    drain=True,
+                    start_gate=gate,
+                )
+            )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not all(child.ready.exists() for child in children):
+            assert time.monotonic() < deadline, [c.output() for c in children]
+            await asyncio.sleep(0.05)
+        gate.touch()
+        for child in children:
+            assert child.wait(120) == 0, child.output()
+
+        runs = [job_id for child in children for job_id in child.ran()]
+        assert sorted(runs) == sorted(str(job.id) for job in jobs)
+        assert sum(1 for child in children if child.ran()) >= 2
+        counts = await queue.counts()
+        assert counts[JobStatus.COMPLETED] == 450, counts
+        by = {child.worker_id: set(child.ran()) for child in children}
+        for job in await queue.list_jobs(JobStatus.COMPLETED, limit=1000):
+            assert job.stats == {"by": job.worker_id} and str(job.id) in by[job.worker_id]
+
+
+def _child(config: dict[str, Any]) -> None:
+    Path(config["ready"]).touch()
+    gate = config["start_gate"]
+    while gate is not None and not Path(gate).exists():
+        time.sleep(0.01)
+    with Path(config["runs"]).open("a") as runs:
+        asyncio.run(_child_main(config, runs))
+
+
+async def _child_main(config: dict[str, Any], runs: TextIO) -> None:
     worker_id: str = config["worker_id"]
 
     async def sleep(job: Job) -> dict[str, str]:
+        runs.write(f"{job.id}\n")
+        runs.flush()
         await asyncio.sleep(job.payload["seconds"])
         return {"by": worker_id}
 
@@ -224,11 +293,11 @@ async def _child_main(config: dict[str, Any]) -> None:
             heartbeat_interval=HEARTBEAT,
             poll_interval=0.05,
         )
-        await worker.run()
+        await worker.run(drain=config["drain"])
 
 
 if __name__ == "__main__":
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
-    asyncio.run(_child_main(json.loads(sys.argv[1])))
+    _child(json.loads(sys.argv[1]))
