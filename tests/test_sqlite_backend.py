@@ -459,3 +459,123 @@ async def test_claim_cost_stays_flat_with_finished_and_future_jobs(tmp_path: Pat
         assert kinds == ["later"] * 3
         cost, kind = await _claim_cost(queue, counter)
         assert kind == "later" and cost <= 2 * baseline + 10
+
+
+# ------------------------------------------------------------- coalesced outcomes
+
+
+async def test_concurrent_outcomes_each_keep_their_own_guard(tmp_path: Path) -> None:
+    """Outcome calls made at once (written together) give every call the result it would
+    get alone: each fenced call checks its own worker and attempt, a second outcome for
+    the same job is refused, unknown ids raise, and each job ends as its call said."""
+    clock = FakeClock()
+    async with jobqueue.connect(url_for(tmp_path / "q.db"), clock=clock) as queue:
+        assert isinstance(queue, SQLiteJobQueue)
+        statements: list[str] = []
+        await queue._db.connection.set_trace_callback(statements.append)
+        jobs = await queue.create_jobs([CreateJobRequest(kind=f"k{i}") for i in range(8)])
+        pending_one = jobs[7]
+        claimed = await queue.claim_jobs("w", 7)
+        a, b, c, d, e, f, g = claimed
+        later = clock() + timedelta(minutes=1)
+        calls = [
+            queue.complete_job(a.id, {"n": 1}, worker_id="w", attempt=1),
+            queue.complete_job(a.id, {"n": 2}),
+            queue.fail_job(b.id, "final"),
+            queue.fail_job(c.id, "again", later, worker_id="w"),
+            queue.cancel_job(d.id, {"part": 1}),
+            queue.cancel_job(e.id),
+            queue.complete_job(f.id, {}, worker_id="other"),
+            queue.complete_job(g.id, {}, attempt=2),
+            queue.cancel_job(pending_one.id),
+            queue.complete_job(UUID(int=7), {}),
+        ]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        names = [type(r).__name__ if r is not None else None for r in results]
+        assert names == [
+            None,
+            "InvalidTransitionError",
+            None,
+            None,
+            None,
+            None,
+            "InvalidTransitionError",
+            "InvalidTransitionError",
+            None,
+            "JobNotFoundError",
+        ]
+        assert any("UPDATE jobqueue_jobs AS j" in s for s in statements)
+
+        done_a, done_b, done_c, done_d, done_e, done_f, done_g, done_p = [
+            await queue.get_job(job.id) for job in (a, b, c, d, e, f, g, pending_one)
+        ]
+        assert done_a is not None and done_a.status == "completed" and done_a.stats == {"n": 1}
+        assert done_b is not None and done_b.status == "failed" and done_b.error == "final"
+        assert done_b.finished_at == clock() and done_b.worker_id == "w"
+        assert done_c is not None and done_c.status == "pending" and done_c.worker_id is None
+        assert done_c.next_retry_at == later and done_c.error == "again"
+        assert done_d is not None and done_d.status == "cancelled" and done_d.stats == {"part": 1}
+        assert done_e is not None and done_e.status == "cancelled" and done_e.stats is None
+        assert done_f is not None and done_f.status == "running"
+        assert done_g is not None and done_g.status == "running"
+        assert done_p is not None and done_p.status == "cancelled"
+        assert await queue.claim_job("w2") is None
+        clock.set(later)
+        retried = await queue.claim_job("w2")
+        assert retried is not None and retried.id == c.id and retried.attempts == 2
+
+
+async def test_texts_with_nul_characters_are_stored_exactly(tmp_path: Path) -> None:
+    """Kinds, queues, errors and worker ids holding NUL characters round-trip unchanged,
+    alone and in batches, also when their outcomes are written at once."""
+    async with jobqueue.connect(url_for(tmp_path / "q.db")) as queue:
+        one = await queue.create_job(CreateJobRequest(kind="a\x00b", queue="q\x00"))
+        many = await queue.create_jobs(
+            [CreateJobRequest(kind=f"k\x00{i}", queue="q\x00") for i in range(3)]
+        )
+        listed = {job.id: job for job in await queue.list_jobs()}
+        assert listed[one.id].kind == "a\x00b" and listed[one.id].queue == "q\x00"
+        assert [listed[job.id].kind for job in many] == ["k\x000", "k\x001", "k\x002"]
+        claimed = await queue.claim_jobs("w\x00", 4, queues=["q\x00"])
+        assert len(claimed) == 4
+        await asyncio.gather(
+            queue.fail_job(claimed[0].id, "bad\x00byte", worker_id="w\x00"),
+            queue.fail_job(claimed[1].id, "plain", worker_id="w\x00"),
+            queue.complete_job(claimed[2].id, {"x": "\x00"}),
+            queue.fail_job(claimed[3].id, "also\x00bad"),
+        )
+        errors = [(await queue.get_job(job.id)) for job in claimed]
+        assert [job.error if job else None for job in errors] == [
+            "bad\x00byte",
+            "plain",
+            None,
+            "also\x00bad",
+        ]
+        assert errors[2] is not None and errors[2].stats == {"x": "\x00"}
+
+
+async def test_statements_wait_while_a_transaction_holds_the_connection(tmp_path: Path) -> None:
+    """A statement issued while a multi-statement transaction holds the handle's connection
+    runs after it commits, never inside it: a rollback does not take it along."""
+    async with jobqueue.connect(url_for(tmp_path / "q.db")) as queue:
+        assert isinstance(queue, SQLiteJobQueue)
+        entered = asyncio.Event()
+        release = asyncio.Event()
+
+        async def rolled_back() -> None:
+            async with queue._db.transaction() as run:
+                await run("DELETE FROM jobqueue_jobs", ())
+                entered.set()
+                await release.wait()
+                raise RuntimeError("roll back")
+
+        holder = asyncio.create_task(rolled_back())
+        await entered.wait()
+        creating = asyncio.create_task(queue.create_job(CreateJobRequest(kind="k")))
+        await asyncio.sleep(0.05)
+        assert not creating.done()
+        release.set()
+        with pytest.raises(RuntimeError):
+            await holder
+        job = await creating
+        assert await queue.get_job(job.id) == job

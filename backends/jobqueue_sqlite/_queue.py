@@ -16,6 +16,7 @@ from jobqueue.backend import NO_FENCE, Fence, Outcome, explain_refusal, redact_u
 
 from . import _sql as sql
 from ._db import Database
+from ._outcomes import CANCEL, COMPLETE, FAIL, RETRY, Change, OutcomeWriter
 from ._url import SQLiteConfig
 
 __all__ = ["SQLiteJobQueue"]
@@ -45,6 +46,7 @@ class SQLiteJobQueue(JobQueue):
         self._db = db
         self._config = config
         self._waiters: set[asyncio.Future[None]] = set()
+        self._outcomes = OutcomeWriter(db)
         self._promoted_at = -PROMOTE_INTERVAL
 
     def __repr__(self) -> str:
@@ -66,24 +68,38 @@ class SQLiteJobQueue(JobQueue):
 
     async def _create_jobs(self, requests: Sequence[CreateJobRequest]) -> list[Job]:
         now = self.now()
+        micros = sql.to_micros(now)
         ids = [uuid.uuid4() for _ in requests]
         payloads = [sql.dump_json(dict(r.payload)) for r in requests]
-        batch = json.dumps(
-            [
+        rows = [
+            {
+                "id": str(job_id),
+                "kind": r.kind,
+                "payload": payload,
+                "queue": r.queue,
+                "priority": r.priority,
+                "max_attempts": r.max_attempts,
+                "run_at": sql.optional_micros(r.run_at),
+                "now": micros,
+            }
+            for job_id, r, payload in zip(ids, requests, payloads, strict=True)
+        ]
+        if len(rows) == 1:
+            await self._db.fetch(sql.CREATE_ONE, rows[0])
+        elif any("\x00" in r.kind or "\x00" in r.queue for r in requests):
+            async with self._db.transaction() as run:
+                for row in rows:
+                    await run(sql.CREATE_ONE, row)
+        else:
+            batch = json.dumps(
                 [
-                    str(job_id),
-                    r.kind,
-                    payload,
-                    r.queue,
-                    r.priority,
-                    r.max_attempts,
-                    sql.optional_micros(r.run_at),
-                ]
-                for job_id, r, payload in zip(ids, requests, payloads, strict=True)
-            ],
-            ensure_ascii=False,
-        )
-        await self._db.fetch(sql.CREATE, {"now": sql.to_micros(now), "batch": batch})
+                    [r["id"], r["kind"], r["payload"], r["queue"], r["priority"],
+                     r["max_attempts"], r["run_at"]]
+                    for r in rows
+                ],
+                ensure_ascii=False,
+            )  # fmt: skip
+            await self._db.fetch(sql.CREATE, {"now": micros, "batch": batch})
         self._wake()
         # The jobs are exactly what the one INSERT wrote; no need to read them back.
         return [
@@ -139,46 +155,30 @@ class SQLiteJobQueue(JobQueue):
         await self._db.fetch(sql.PROMOTE, {"now": now})
         self._promoted_at = time.monotonic()
 
-    async def _outcome(
-        self, outcome: Outcome, statement: str, job_id: UUID, fence: Fence, **params: Any
-    ) -> None:
-        params["id"] = str(job_id)
-        if fence.worker_id is not None:
-            params["fence_worker"] = fence.worker_id
-        if fence.attempt is not None:
-            params["fence_attempt"] = fence.attempt
-        if not await self._db.fetch(statement, params):
-            raise explain_refusal(outcome, await self._get_job(job_id), job_id, fence)
+    async def _outcome(self, outcome: Outcome, change: Change) -> None:
+        if not await self._outcomes.apply(change):
+            job = await self._get_job(UUID(change.job_id))
+            raise explain_refusal(outcome, job, UUID(change.job_id), change.fence)
 
     async def _complete_job(self, job_id: UUID, stats: dict[str, Any], fence: Fence) -> None:
-        await self._outcome(
-            Outcome.COMPLETE,
-            sql.complete(fence),
-            job_id,
-            fence,
-            stats=sql.dump_json(stats),
-            now=self._now(),
-        )
+        change = Change(COMPLETE, str(job_id), self._now(), fence, stats=sql.dump_json(stats))
+        await self._outcome(Outcome.COMPLETE, change)
 
     async def _fail_job(
         self, job_id: UUID, error: str, next_retry_at: datetime | None, fence: Fence
     ) -> None:
-        params: dict[str, Any] = {"error": error, "now": self._now()}
-        if next_retry_at is not None:
-            params["retry_at"] = sql.to_micros(next_retry_at)
-        await self._outcome(
-            Outcome.FAIL, sql.fail(fence, next_retry_at is not None), job_id, fence, **params
-        )
+        if next_retry_at is None:
+            change = Change(FAIL, str(job_id), self._now(), fence, error=error)
+        else:
+            retry_at = sql.to_micros(next_retry_at)
+            change = Change(RETRY, str(job_id), self._now(), fence, error=error, retry_at=retry_at)
+        await self._outcome(Outcome.FAIL, change)
         if next_retry_at is not None:
             self._wake()
 
     async def _cancel_job(self, job_id: UUID, stats: dict[str, Any] | None, fence: Fence) -> None:
-        params: dict[str, Any] = {"now": self._now()}
-        if stats is not None:
-            params["stats"] = sql.dump_json(stats)
-        await self._outcome(
-            Outcome.CANCEL, sql.cancel(fence, stats is not None), job_id, fence, **params
-        )
+        text = None if stats is None else sql.dump_json(stats)
+        await self._outcome(Outcome.CANCEL, Change(CANCEL, str(job_id), self._now(), fence, text))
 
     async def _get_job(self, job_id: UUID) -> Job | None:
         rows = await self._db.fetch(sql.GET, {"id": str(job_id)})
@@ -254,4 +254,5 @@ class SQLiteJobQueue(JobQueue):
 
     async def _close(self) -> None:
         self._wake()
+        await self._outcomes.wait_idle()
         await self._db.close()

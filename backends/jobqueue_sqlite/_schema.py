@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from jobqueue import BackendUnavailableError
 from jobqueue.backend import redact_url
 
-from ._db import Database
+from ._db import Database, Run
 
 __all__ = ["APPLICATION_ID", "LATEST_VERSION", "MIGRATIONS", "prepare"]
 
@@ -105,18 +105,18 @@ def _how_to_migrate(url: str) -> str:
     )
 
 
-async def _read_state(db: Database) -> _State:
-    rows = await db.fetch("PRAGMA application_id")
+async def _read_state(run: Run) -> _State:
+    rows = await run("PRAGMA application_id", ())
     application_id = int(rows[0][0])
     tables = tuple(
         str(row[0])
-        for row in await db.fetch(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name"
+        for row in await run(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name", ()
         )
     )
     version = None
     if application_id == APPLICATION_ID and "jobqueue_meta" in tables:
-        found = await db.fetch("SELECT value FROM jobqueue_meta WHERE key = 'schema_version'")
+        found = await run("SELECT value FROM jobqueue_meta WHERE key = 'schema_version'", ())
         if found:
             version = int(found[0][0])
     return _State(application_id, tables, version)
@@ -150,7 +150,7 @@ async def prepare(db: Database, url: str, path: str, *, migrate: bool, synchrono
             f"this Python has {sqlite3.sqlite_version}"
         )
     try:
-        state = await _read_state(db)
+        state = await _read_state(db.fetch)
     except BackendUnavailableError as exc:
         raise BackendUnavailableError(
             f"{path} is not a usable SQLite database (not SQLite, or corrupt): {exc.__cause__}"
@@ -183,24 +183,18 @@ def _refuse_newer(state: _State, path: str) -> None:
 
 
 async def _migrate(db: Database, url: str, path: str) -> None:
-    await db.fetch("BEGIN IMMEDIATE")
-    try:
-        state = await _read_state(db)
+    async with db.transaction() as run:
+        state = await _read_state(run)
         _refuse_foreign(state, url, path)
         _refuse_newer(state, path)
         current = state.version or 0
         if current == 0:
-            await db.fetch(f"PRAGMA application_id = {APPLICATION_ID}")
+            await run(f"PRAGMA application_id = {APPLICATION_ID}", ())
         for statements in MIGRATIONS[current:]:
             for statement in statements:
-                await db.fetch(statement)
-        await db.fetch(
+                await run(statement, ())
+        await run(
             "INSERT INTO jobqueue_meta (key, value) VALUES ('schema_version', ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (str(LATEST_VERSION),),
         )
-        await db.fetch("COMMIT")
-    except BaseException:
-        if db.connection.in_transaction:
-            await db.connection.rollback()
-        raise

@@ -75,6 +75,8 @@ def claim_order(row: Sequence[Any]) -> tuple[int, bool, int, int]:
     return (-row[4], row[12] is not None, row[14], row[SEQ])
 
 
+# JSON text cannot carry NUL characters through SQLite's JSON functions, so a
+# string holding one never travels inside a JSON batch parameter.
 # A batch of requests is one JSON array of
 # [id, kind, payload text, queue, priority, max_attempts, run_at] rows, so the
 # whole batch is one statement (one transaction) whatever its size; ordering
@@ -91,6 +93,17 @@ SELECT
     coalesce(json_extract(value, '$[6]') <= :now, 1), :now, :now
 FROM json_each(:batch)
 ORDER BY key
+"""
+
+CREATE_ONE = """
+INSERT INTO jobqueue_jobs (
+    id, kind, payload, queue, priority, status, attempts, max_attempts,
+    run_at, ready_at, due, created_at, updated_at
+)
+VALUES (
+    :id, :kind, :payload, :queue, :priority, 'pending', 0, :max_attempts,
+    :run_at, :run_at, coalesce(:run_at <= :now, 1), :now, :now
+)
 """
 
 _CLAIM_ORDER = "priority DESC, (next_retry_at IS NOT NULL), created_at, seq"
@@ -188,6 +201,46 @@ WHERE {_guard(Outcome.CANCEL, fence)}
 RETURNING seq
 """
 
+
+# Many outcomes in one statement: :batch is a JSON array of
+# [op, id, stats, error, retry_at, now, fence worker, fence attempt] rows with
+# distinct ids, op one of complete, fail, retry (fail with a retry time), cancel.
+# Each row is the compare-and-set its own statement above would make.
+OUTCOMES = """
+UPDATE jobqueue_jobs AS j
+SET status = CASE c.op
+        WHEN 'complete' THEN 'completed' WHEN 'fail' THEN 'failed'
+        WHEN 'retry' THEN 'pending' ELSE 'cancelled' END,
+    stats = CASE WHEN c.op IN ('complete', 'cancel') THEN coalesce(c.stats, j.stats)
+        ELSE j.stats END,
+    error = CASE WHEN c.op IN ('fail', 'retry') THEN c.error ELSE j.error END,
+    worker_id = CASE WHEN c.op = 'retry' THEN NULL ELSE j.worker_id END,
+    next_retry_at = CASE WHEN c.op = 'retry' THEN c.retry_at ELSE j.next_retry_at END,
+    ready_at = CASE WHEN c.op = 'retry' THEN max(coalesce(j.run_at, c.retry_at), c.retry_at)
+        ELSE j.ready_at END,
+    due = CASE WHEN c.op = 'retry' THEN max(coalesce(j.run_at, c.retry_at), c.retry_at) <= c.now
+        ELSE j.due END,
+    finished_at = CASE WHEN c.op = 'retry' THEN j.finished_at ELSE c.now END,
+    lease_expires_at = NULL,
+    updated_at = c.now
+FROM (
+    SELECT
+        json_extract(value, '$[0]') AS op, json_extract(value, '$[1]') AS job_id,
+        json_extract(value, '$[2]') AS stats, json_extract(value, '$[3]') AS error,
+        json_extract(value, '$[4]') AS retry_at, json_extract(value, '$[5]') AS now,
+        json_extract(value, '$[6]') AS fence_worker, json_extract(value, '$[7]') AS fence_attempt
+    FROM json_each(:batch)
+) AS c
+WHERE j.id = c.job_id
+    AND (
+        j.status = 'running'
+        OR (c.op = 'cancel' AND j.status = 'pending'
+            AND c.fence_worker IS NULL AND c.fence_attempt IS NULL)
+    )
+    AND (c.fence_worker IS NULL OR j.worker_id = c.fence_worker)
+    AND (c.fence_attempt IS NULL OR j.attempts = c.fence_attempt)
+RETURNING id
+"""
 
 GET = f"SELECT {COLUMNS} FROM jobqueue_jobs WHERE id = :id"
 EXISTS = "SELECT 1 FROM jobqueue_jobs WHERE id = :id"
