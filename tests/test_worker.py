@@ -1017,13 +1017,15 @@ async def test_outcome_writes_are_retried_until_they_go_through(
 async def test_heartbeat_and_wait_errors_do_not_stop_the_worker(
     queue: jobqueue.JobQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Failing heartbeats and idle waits are logged; jobs keep running and completing."""
+    """Failing heartbeats, rescues and idle waits are logged; jobs keep running and
+    completing."""
 
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise jobqueue.BackendUnavailableError("connection lost")
 
     queue.heartbeat = broken  # type: ignore[method-assign]
     queue.wait_for_jobs = broken  # type: ignore[method-assign]
+    queue.rescue_expired_jobs = broken  # type: ignore[method-assign]
     job = await queue.create_job(CreateJobRequest(kind="k"))
     started = asyncio.Event()
 
@@ -1040,6 +1042,17 @@ async def test_heartbeat_and_wait_errors_do_not_stop_the_worker(
     messages = [r.getMessage() for r in caplog.records]
     assert any("heartbeat failed" in m for m in messages)
     assert any("waiting for jobs failed" in m for m in messages)
+    assert any("rescuing expired jobs failed" in m for m in messages)
+
+
+async def test_a_heartbeat_slower_than_the_lease_is_warned_about(
+    queue: jobqueue.JobQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A heartbeat_interval not shorter than the lease logs a warning when the worker is built."""
+    make_worker(queue, {}, heartbeat_interval=LEASE.total_seconds() / 2)
+    assert not caplog.records
+    make_worker(queue, {}, heartbeat_interval=LEASE.total_seconds())
+    assert any("not shorter than the lease" in r.getMessage() for r in caplog.records)
 
 
 async def _status_is(queue: jobqueue.JobQueue, job_id: UUID, status: JobStatus) -> bool:
