@@ -210,8 +210,18 @@ def drain_figure(
     return drain_rate(kind, path, count, processes, batch, tasks)
 
 
-def median_of(repeats: int, run: Callable[[], float]) -> float:
-    return statistics.median(run() for _ in range(repeats))
+def paired(repeats: int, figure: Callable[[str], float]) -> tuple[float, float, float]:
+    """Medians of the backend's and bare figures and of their ratios, runs alternating.
+
+    Alternating keeps a change in the machine's load from favouring one side.
+    """
+    ours: list[float] = []
+    bare: list[float] = []
+    for _ in range(repeats):
+        ours.append(figure("ours"))
+        bare.append(figure("bare"))
+    ratios = [o / b for o, b in zip(ours, bare, strict=True)]
+    return statistics.median(ours), statistics.median(bare), statistics.median(ratios)
 
 
 def main() -> None:
@@ -221,17 +231,14 @@ def main() -> None:
     args = parser.parse_args()
     jobs, repeats = args.jobs, args.repeats
 
-    rows: list[tuple[str, float, float]] = []
+    rows: list[tuple[str, tuple[float, float, float]]] = []
     with tempfile.TemporaryDirectory(prefix="bench-sqlite-") as tmp:
         directory = Path(tmp)
 
-        rows.append(
-            (
-                f"create_jobs, batches of {CREATE_BATCH}",
-                median_of(repeats, partial(create_figure, "ours", directory, jobs * 4)),
-                median_of(repeats, partial(create_figure, "bare", directory, jobs * 4)),
-            )
-        )
+        def create(kind: str) -> float:
+            return create_figure(kind, directory, jobs * 4)
+
+        rows.append((f"create_jobs, batches of {CREATE_BATCH}", paired(repeats, create)))
 
         workloads = [
             ("claim+complete, 1 process, 1 job per claim", 1, 1, 1),
@@ -241,24 +248,24 @@ def main() -> None:
             (f"claim+complete, {PROCESSES} processes, 10 jobs per claim", PROCESSES, 10, 1),
         ]
         for title, processes, batch, tasks in workloads:
-            figures = [
-                median_of(
-                    repeats,
-                    partial(drain_figure, kind, directory, jobs, processes, batch, tasks),
-                )
-                for kind in ("ours", "bare")
-            ]
-            rows.append((title, figures[0], figures[1]))
+            figure = partial(
+                drain_figure, directory=directory, count=jobs, processes=processes,
+                batch=batch, tasks=tasks,
+            )  # fmt: skip
+            rows.append((title, paired(repeats, figure)))
 
     print(
         f"sqlite {sqlite3.sqlite_version}, Python {sys.version.split()[0]}, "
         f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
-    print(f"{jobs} jobs per drain, {jobs * 4} per create run, median of {repeats} runs; jobs/s")
-    width = max(len(title) for title, _, _ in rows)
+    print(
+        f"{jobs} jobs per drain, {jobs * 4} per create run; jobs/s, medians of {repeats} "
+        "alternating runs; ratio: median of the per-run ratios jobqueue / bare"
+    )
+    width = max(len(title) for title, _ in rows)
     print(f"{'workload':<{width}}  {'jobqueue':>9}  {'bare':>9}  ratio")
-    for title, ours, bare in rows:
-        print(f"{title:<{width}}  {ours:>9.0f}  {bare:>9.0f}  {ours / bare:.2f}")
+    for title, (ours, bare, ratio) in rows:
+        print(f"{title:<{width}}  {ours:>9.0f}  {bare:>9.0f}  {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -579,3 +580,42 @@ async def test_statements_wait_while_a_transaction_holds_the_connection(tmp_path
             await holder
         job = await creating
         assert await queue.get_job(job.id) == job
+
+
+# ------------------------------------------------------------------ the write lock
+
+
+async def test_an_operation_waits_for_the_write_lock_and_then_succeeds(tmp_path: Path) -> None:
+    """While another connection holds the write lock an operation waits (no "database is
+    locked"), and goes through once the lock is released."""
+    path = tmp_path / "q.db"
+    async with jobqueue.connect(url_for(path), timeout=30) as queue:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        creating = asyncio.create_task(queue.create_job(CreateJobRequest(kind="k")))
+        await asyncio.sleep(0.3)
+        assert not creating.done()
+        other.execute("COMMIT")
+        other.close()
+        job = await asyncio.wait_for(creating, 30)
+        assert await queue.get_job(job.id) == job
+
+
+async def test_an_operation_gives_up_after_the_timeout_changing_nothing(tmp_path: Path) -> None:
+    """When the write lock stays taken longer than ``timeout`` the operation raises
+    BackendUnavailableError saying the database is locked, after about that long, and
+    writes nothing; reads still work meanwhile (WAL)."""
+    path = tmp_path / "q.db"
+    async with jobqueue.connect(url_for(path), timeout=0.4) as queue:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailableError, match=r"database is locked.*timeout"):
+                await queue.create_job(CreateJobRequest(kind="k"))
+            assert time.monotonic() - started >= 0.35
+            assert (await queue.counts())[JobStatus.PENDING] == 0
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert await queue.claim_job("w") is None

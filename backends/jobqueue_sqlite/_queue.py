@@ -28,10 +28,11 @@ PROMOTE_INTERVAL = 1.0
 class SQLiteJobQueue(JobQueue):
     """A queue stored in a SQLite file (WAL mode) through one aiosqlite connection.
 
-    Every operation is one SQL statement and so one transaction (``purge_jobs``
-    deletes in chunks of one transaction each): atomic, and isolated from every
-    other connection to the file, in this process or another. Any number of
-    asyncio tasks may share one queue.
+    Every operation is one transaction, nearly always a single SQL statement:
+    atomic, and isolated from every other connection to the file, in this
+    process or another (``purge_jobs`` deletes in chunks, one transaction each).
+    Any number of asyncio tasks may share one queue; outcome calls made at the
+    same time are written together, each with its own compare-and-set.
     """
 
     def __init__(
