@@ -13,6 +13,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 import jobqueue
 from jobqueue import CreateJobRequest, JobStatus
 
@@ -78,13 +80,21 @@ def collect(children: list[tuple[subprocess.Popen[str], Path]]) -> list[str]:
     return claimed
 
 
-async def test_processes_drain_one_file_each_job_claimed_exactly_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("options", "jobs"),
+    [("", JOBS), ("?synchronous=full&timeout=5", 1500)],
+    ids=["defaults", "synchronous-full"],
+)
+async def test_processes_drain_one_file_each_job_claimed_exactly_once(
+    tmp_path: Path, options: str, jobs: int
+) -> None:
     """Four processes (three claiming tasks each, batches of 1, 5 and 9) drain 5,000 jobs
-    from one file: every job is claimed exactly once and completed by its claimer, none is
-    lost, and no process sees "database is locked"."""
-    url = f"sqlite:///{tmp_path / 'q.db'}"
+    from one file (1,500 with an fsync per commit and a 5 s lock timeout): every job is
+    claimed exactly once and completed by its claimer, none is lost, and no process sees
+    "database is locked"."""
+    url = f"sqlite:///{tmp_path / 'q.db'}{options}"
     async with jobqueue.connect(url) as queue:
-        created = await queue.create_jobs(CreateJobRequest(kind="k") for _ in range(JOBS))
+        created = await queue.create_jobs(CreateJobRequest(kind="k") for _ in range(jobs))
         children = start_drainers(url, tmp_path, PROCESSES)
         (tmp_path / "go").touch()
         started = time.monotonic()
@@ -95,9 +105,9 @@ async def test_processes_drain_one_file_each_job_claimed_exactly_once(tmp_path: 
         assert duplicates == []
         assert set(claimed) == {str(job.id) for job in created}
         counts = await queue.counts()
-        assert counts[JobStatus.COMPLETED] == JOBS
-        assert sum(counts.values()) == JOBS
-        for job in await queue.list_jobs(JobStatus.COMPLETED, limit=JOBS):
+        assert counts[JobStatus.COMPLETED] == jobs
+        assert sum(counts.values()) == jobs
+        for job in await queue.list_jobs(JobStatus.COMPLETED, limit=jobs):
             assert job.attempts == 1 and job.stats == {"by": job.worker_id}
     assert elapsed < 120, f"draining took {elapsed:.1f} s"
 
