@@ -338,7 +338,9 @@ class Worker:
             failures = 0
             for job in jobs:
                 self._start(job)
-            if len(jobs) == free:
+            if jobs:
+                # Fewer than asked may just mean other workers skipped past locked
+                # rows: only an empty claim says there is nothing to do.
                 continue
             if drain and not self._running:
                 return
