@@ -1108,6 +1108,19 @@ async def test_bad_worker_arguments_are_rejected(
         Worker(queue, handlers, **options)
 
 
+async def test_intervals_accept_timedeltas(queue: jobqueue.JobQueue) -> None:
+    """A timedelta works wherever seconds are expected."""
+    job = await queue.create_job(CreateJobRequest(kind="slow", max_attempts=1))
+
+    async def slow(job: Job) -> None:
+        await asyncio.sleep(60)
+
+    worker = make_worker(queue, {"slow": slow}, job_timeout=timedelta(milliseconds=20))
+    await asyncio.wait_for(worker.run(drain=True), 5)
+    failed = await fetch(queue, job.id)
+    assert failed.error is not None and "within 0.02 seconds" in failed.error
+
+
 def test_default_worker_ids_are_unique_and_name_the_process() -> None:
     """The default id holds the host and pid, plus a random part unique per worker."""
 

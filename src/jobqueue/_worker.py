@@ -97,6 +97,7 @@ class Worker:
       handlers get ``shutdown_grace`` seconds, then are cancelled and their
       jobs released to run again; a second stop ends the grace at once.
 
+    Intervals and timeouts are seconds (a ``timedelta`` is accepted too).
     Raises ``InvalidRequestError`` for a bad argument.
     """
 
@@ -109,11 +110,11 @@ class Worker:
         concurrency: int = 10,
         retry: RetryPolicy | None = None,
         queues: Iterable[str] | None = None,
-        rescue_interval: float = 30.0,
-        shutdown_grace: float = 30.0,
-        poll_interval: float = 1.0,
-        heartbeat_interval: float | None = None,
-        job_timeout: float | None = None,
+        rescue_interval: float | timedelta = 30.0,
+        shutdown_grace: float | timedelta = 30.0,
+        poll_interval: float | timedelta = 1.0,
+        heartbeat_interval: float | timedelta | None = None,
+        job_timeout: float | timedelta | None = None,
         max_error_chars: int = DEFAULT_MAX_ERROR_CHARS,
         handle_signals: bool = True,
     ) -> None:
