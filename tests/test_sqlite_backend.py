@@ -396,6 +396,22 @@ async def test_wait_for_jobs_wakes_when_this_handle_creates_a_job(tmp_path: Path
         await asyncio.wait_for(waiter, 10)
 
 
+async def test_wait_for_jobs_wakes_when_another_connection_commits(tmp_path: Path) -> None:
+    """An idle waiter returns soon after another handle (another connection, as another
+    process would have) creates a job, and after its timeout when nothing happens."""
+    url = url_for(tmp_path / "q.db")
+    async with jobqueue.connect(url) as waiting, jobqueue.connect(url) as other:
+        started = time.monotonic()
+        await waiting.wait_for_jobs(0.3)
+        assert time.monotonic() - started >= 0.29
+        waiter = asyncio.create_task(waiting.wait_for_jobs(60))
+        await asyncio.sleep(0.2)
+        assert not waiter.done()
+        await other.create_job(CreateJobRequest(kind="k"))
+        await asyncio.wait_for(waiter, 10)
+        assert await waiting.claim_job("w") is not None
+
+
 async def test_purge_deletes_in_chunks_and_counts_them_all(tmp_path: Path) -> None:
     """A purge larger than one chunk deletes every matching job and only those."""
     from jobqueue_sqlite import _sql

@@ -21,6 +21,9 @@ from ._url import SQLiteConfig
 
 __all__ = ["SQLiteJobQueue"]
 
+WATCH_INTERVAL = 0.1
+"""Seconds between two looks for other connections' commits while waiting for jobs."""
+
 PROMOTE_INTERVAL = 1.0
 """Seconds between two markings of fallen-due jobs, when claims give no reason sooner."""
 
@@ -244,14 +247,25 @@ class SQLiteJobQueue(JobQueue):
                 return total
 
     async def _wait_for_jobs(self, timeout: float) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.add(future)
+        """Return when this handle made a job claimable, another connection committed
+        a change to the file (checked every :data:`WATCH_INTERVAL` s), or after ``timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        woken: asyncio.Future[None] = loop.create_future()
+        self._waiters.add(woken)
         try:
-            await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            pass
+            version = await self._data_version()
+            while (remaining := deadline - loop.time()) > 0:
+                done, _ = await asyncio.wait({woken}, timeout=min(WATCH_INTERVAL, remaining))
+                if done or await self._data_version() != version:
+                    return
         finally:
-            self._waiters.discard(future)
+            self._waiters.discard(woken)
+
+    async def _data_version(self) -> int:
+        """A number that changes whenever another connection commits to the file."""
+        return int((await self._db.fetch("PRAGMA data_version"))[0][0])
 
     async def _close(self) -> None:
         self._wake()
