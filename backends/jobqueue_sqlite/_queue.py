@@ -105,7 +105,7 @@ class SQLiteJobQueue(JobQueue):
             )  # fmt: skip
             await self._db.fetch(sql.CREATE, {"now": micros, "batch": batch})
         self._wake()
-        # The jobs are exactly what the one INSERT wrote; no need to read them back.
+        # The jobs are exactly what was written; no need to read them back.
         return [
             Job(
                 id=job_id,
