@@ -635,3 +635,53 @@ async def test_an_operation_gives_up_after_the_timeout_changing_nothing(tmp_path
             other.execute("ROLLBACK")
             other.close()
         assert await queue.claim_job("w") is None
+
+
+async def test_a_failing_change_does_not_fail_the_changes_written_with_it(
+    tmp_path: Path,
+) -> None:
+    """When a coalesced write fails for a reason other than the lock (here a value over
+    SQLite's length limit), the changes are written one by one: only the culprit fails."""
+    async with jobqueue.connect(url_for(tmp_path / "q.db")) as queue:
+        assert isinstance(queue, SQLiteJobQueue)
+        await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(4)])
+        jobs = await queue.claim_jobs("w", 4)
+        connection = queue._db.connection
+        await connection._execute(
+            lambda: connection._conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 400)
+        )
+        results = await asyncio.gather(
+            *(queue.complete_job(job.id, {"n": i}) for i, job in enumerate(jobs[:3])),
+            queue.complete_job(jobs[3].id, {"big": "x" * 500}),
+            return_exceptions=True,
+        )
+        assert results[:3] == [None, None, None]
+        assert isinstance(results[3], BackendUnavailableError)
+        assert "too big" in str(results[3])
+        counts = await queue.counts()
+        assert counts[JobStatus.COMPLETED] == 3 and counts[JobStatus.RUNNING] == 1
+
+
+async def test_coalesced_changes_give_up_together_when_the_lock_stays_taken(
+    tmp_path: Path,
+) -> None:
+    """Changes written together while another connection keeps the write lock all raise
+    BackendUnavailableError after about one timeout (not one timeout each), changing nothing."""
+    path = tmp_path / "q.db"
+    async with jobqueue.connect(url_for(path), timeout=0.5) as queue:
+        await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(4)])
+        jobs = await queue.claim_jobs("w", 4)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            started = time.monotonic()
+            results = await asyncio.gather(
+                *(queue.complete_job(job.id, {}) for job in jobs), return_exceptions=True
+            )
+            elapsed = time.monotonic() - started
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert all(isinstance(r, BackendUnavailableError) for r in results)
+        assert elapsed < 1.9
+        assert (await queue.counts())[JobStatus.RUNNING] == 4

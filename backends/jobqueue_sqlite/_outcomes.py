@@ -17,7 +17,7 @@ from typing import Any
 from jobqueue.backend import Fence
 
 from . import _sql as sql
-from ._db import Database
+from ._db import Database, is_busy
 
 __all__ = ["Change", "OutcomeWriter"]
 
@@ -129,8 +129,9 @@ class OutcomeWriter:
                 )
                 changed = {row[0] for row in found}
         except Exception as exc:
-            if len(batch) == 1:
-                _answer(batch[0], exc)
+            if len(batch) == 1 or is_busy(exc.__cause__ or exc):
+                for change in batch:
+                    _answer(change, exc)
                 return
             # Write them one by one, so that only a change at fault fails.
             for change in batch:
