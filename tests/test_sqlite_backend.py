@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from uuid import UUID
 
@@ -647,9 +648,9 @@ async def test_a_failing_change_does_not_fail_the_changes_written_with_it(
         await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(4)])
         jobs = await queue.claim_jobs("w", 4)
         connection = queue._db.connection
-        await connection._execute(
-            lambda: connection._conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 400)
-        )
+        # aiosqlite has no setlimit: run it on the connection's own thread.
+        set_limit = partial(connection._conn.setlimit, sqlite3.SQLITE_LIMIT_LENGTH, 400)
+        await connection._execute(set_limit)  # type: ignore[no-untyped-call]
         results = await asyncio.gather(
             *(queue.complete_job(job.id, {"n": i}) for i, job in enumerate(jobs[:3])),
             queue.complete_job(jobs[3].id, {"big": "x" * 500}),
