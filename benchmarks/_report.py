@@ -160,12 +160,13 @@ def targets(samples: Samples) -> list[str]:
         _best(items, "sqlite", drain, lambda s: s == "huey"),
         2.0,
     )
-    memory = _one(items, "memory", "claim+complete loop", OURS)
-    if memory is not None:
-        verdict = "met" if memory.value >= 100_000 else "MISSED"
-        lines.append(
-            f"- In-memory claim+complete: {memory.value:,.0f}/s (goal ≥ 100,000/s) — {verdict}"
-        )
+    for s in items:
+        if s.backend == "memory" and s.workload == "claim+complete loop" and s.system == OURS:
+            verdict = "met" if s.value >= 100_000 else "MISSED"
+            lines.append(
+                f"- In-memory claim+complete ({s.config}): {s.value:,.0f}/s "
+                f"(goal ≥ 100,000/s) — {verdict}"
+            )
     return lines
 
 

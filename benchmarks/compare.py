@@ -479,6 +479,13 @@ async def run_memory(settings: Settings, samples: Samples) -> None:
 
     await runner.rate("claim+complete loop", f"1 task, N={jobs}", {OURS: claim_complete})
 
+    async def claim_complete_cpu() -> float:
+        return await memory_loop.claim_complete(jobs, time.process_time)
+
+    await runner.rate(
+        "claim+complete loop", f"1 task, N={jobs}, per CPU second", {OURS: claim_complete_cpu}
+    )
+
     async def enqueue_single() -> float:
         queue = await ours.open_queue("memory://", {})
         return await ours.enqueue_single(queue, jobs)
