@@ -1,7 +1,6 @@
 """``PostgresJobQueue``: the contract on PostgreSQL through a psycopg connection pool.
 
-Every operation is one statement (a claim: a promotion statement and the claim,
-pipelined in one round trip) on an autocommit connection, so it is applied
+Every operation is one statement on an autocommit connection, so it is applied
 whole or not at all, also when the connection drops mid-call. Refused
 outcome writes are compare-and-sets that matched nothing; the job is then read
 and the refusal explained.
@@ -123,7 +122,13 @@ class PostgresJobQueue(JobQueue):
             name=queue_name,
             open=False,
         )
-        await pool.open(wait=False)
+        try:
+            # Waiting leaves no connection attempt running in the background, which
+            # would keep a program that never closes the queue from exiting.
+            await pool.open(wait=True, timeout=settings.connect_timeout + settings.timeout)
+        except PoolTimeout as exc:
+            await pool.close()
+            raise _unavailable(settings, exc, "cannot open") from None
         return cls(settings, pool, clock=clock, lease=lease)
 
     def __repr__(self) -> str:
@@ -282,24 +287,16 @@ class PostgresJobQueue(JobQueue):
     ) -> list[Job]:
         if self._listener is not None:
             self._seen = self._listener.count
-        now = self._now_param()
-        promote = self._sql.promote
-        claim = self._sql.claim if queues is None else self._sql.claim_queues
         params = {
-            "now": now,
+            "now": self._now_param(),
             "worker": worker_id,
             "limit": limit,
             "lease": self.lease,
-            "queues": None if queues is None else list(queues),
         }
-
-        async def run(conn: AsyncConnection[Any]) -> list[Row]:
-            async with conn.pipeline():
-                await conn.execute(promote, {"now": now})
-                cur = await conn.execute(claim, params)
-            return await cur.fetchall()
-
-        rows = await self._run(run)
+        if queues is None:
+            rows = await self._fetchall(self._sql.claim, params)
+        else:
+            rows = await self._fetchall(self._sql.claim_queues, {**params, "queues": list(queues)})
         if len(rows) > 1:
             rows.sort(key=_claim_order)
         return [_job(row) for row in rows]

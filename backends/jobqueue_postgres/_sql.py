@@ -9,8 +9,10 @@ agrees on leases and eligibility. Within one statement it is one instant.
 
 Readiness: a pending row is ``ready`` when it was claimable the last time it
 was written. The claim index covers ready rows only, so future-dated jobs and
-retries never lie in the claim scan's path; :data:`PROMOTE` marks rows ready
-once they fall due and runs before each claim.
+retries never lie in the claim scan's path. A claim also takes the rows that
+have fallen due since (a range scan of their own index, usually empty),
+claims the best of both in claim order and marks the due rows it did not
+claim ready, all in one statement.
 
 Wake-ups: a statement that makes jobs claimable sends one ``pg_notify`` on the
 queue's channel (``WAKE``), only when it changed a row, so a transaction sends
@@ -76,16 +78,10 @@ _TEXT = {
             RETURNING created_at
         )
         SELECT min(created_at), {_wake()} FROM changed""",
-    "promote": f"""
-        UPDATE {{jobs}} SET ready = true
-        WHERE id = ANY(ARRAY(
-            SELECT id FROM {{jobs}}
-            WHERE status = 'pending' AND NOT ready AND greatest(run_at, next_retry_at) <= {NOW}
-            FOR UPDATE SKIP LOCKED
-        )) AND status = 'pending' AND NOT ready""",
     "claim": f"""
-        WITH picked AS MATERIALIZED (
-            SELECT id FROM {{jobs}}
+        WITH ready_rows AS MATERIALIZED (
+            SELECT id, queue, priority, (next_retry_at IS NOT NULL) AS is_retry, created_at, seq
+            FROM {{jobs}}
             WHERE status = 'pending' AND ready
               AND (run_at IS NULL OR run_at <= {NOW})
               AND (next_retry_at IS NULL OR next_retry_at <= {NOW})
@@ -93,11 +89,27 @@ _TEXT = {
             ORDER BY priority DESC, (next_retry_at IS NOT NULL), created_at, seq
             LIMIT %(limit)s::integer
             FOR UPDATE SKIP LOCKED
+        ), due_rows AS MATERIALIZED (
+            SELECT id, queue, priority, (next_retry_at IS NOT NULL) AS is_retry, created_at, seq
+            FROM {{jobs}}
+            WHERE status = 'pending' AND NOT ready AND greatest(run_at, next_retry_at) <= {NOW}
+            FOR UPDATE SKIP LOCKED
+        ), picked AS MATERIALIZED (
+            SELECT id FROM (
+                SELECT * FROM ready_rows
+                UNION ALL
+                SELECT * FROM due_rows WHERE true {{queue_filter}}
+            ) AS candidates
+            ORDER BY priority DESC, is_retry, created_at, seq
+            LIMIT %(limit)s::integer
+        ), promoted AS (
+            UPDATE {{jobs}} SET ready = true
+            WHERE id IN (SELECT id FROM due_rows) AND id NOT IN (SELECT id FROM picked)
         )
         UPDATE {{jobs}} j
         SET status = 'running', worker_id = %(worker)s::text, attempts = j.attempts + 1,
             started_at = {NOW}, lease_expires_at = {NOW} + %(lease)s::interval,
-            updated_at = {NOW}
+            updated_at = {NOW}, ready = true
         FROM picked
         WHERE j.id = picked.id AND j.status = 'pending'
         RETURNING {_J_COLUMNS}, j.seq""",
@@ -203,7 +215,6 @@ class Statements:
 
     create_one: bytes
     create_many: bytes
-    promote: bytes
     claim: bytes
     claim_queues: bytes
     complete: bytes
