@@ -130,6 +130,7 @@ async def test_options_may_come_from_the_url_query(postgres_url: str, postgres_s
         ({}, "connect_timeout=soon", "connect_timeout"),
         ({"notify": "maybe"}, "", "notify"),
         ({"max_size": True}, "", "max_size"),
+        ({"max_size": 3}, "max_size=3", "both"),
     ],
 )
 async def test_bad_options_are_invalid_requests(
@@ -140,6 +141,17 @@ async def test_bad_options_are_invalid_requests(
     url = with_query(postgres_url, query) if query else postgres_url
     with pytest.raises(InvalidRequestError, match=message):
         await jobqueue.connect(url, **options)
+
+
+async def test_timeouts_may_be_timedeltas(postgres_url: str, postgres_schema: str) -> None:
+    """timeout and connect_timeout accept a timedelta as keyword argument."""
+    async with jobqueue.connect(
+        postgres_url,
+        schema=postgres_schema,
+        timeout=timedelta(seconds=5),
+        connect_timeout=timedelta(seconds=3),
+    ) as queue:
+        assert await queue.counts() == dict.fromkeys(JobStatus, 0)
 
 
 async def test_schemas_are_separate_queues(postgres_url: str, postgres_schema: str) -> None:

@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
@@ -56,7 +57,7 @@ class Settings:
 
 
 def parse_options(url: str, options: Mapping[str, Any]) -> Settings:
-    """Split ``url`` into libpq's part and ours, merge keyword ``options`` (they win), validate.
+    """Split ``url`` into libpq's part and ours, merge keyword ``options``, validate.
 
     Raises ``InvalidRequestError`` naming any unknown keyword or invalid value;
     unknown URL query parameters are left to libpq, which rejects what it does not know.
@@ -86,6 +87,11 @@ def parse_options(url: str, options: Mapping[str, Any]) -> Settings:
             ours[key] = value
         else:
             libpq.append((key, value))
+    both = sorted(set(ours) & set(options))
+    if both:
+        raise InvalidRequestError(
+            f"option(s) given both in the URL and as keyword arguments: {', '.join(both)}"
+        )
     ours.update(options)
     if not any(key == "application_name" for key, _ in libpq):
         libpq.append(("application_name", DEFAULT_APPLICATION_NAME))
@@ -148,6 +154,8 @@ def _integer(value: object, name: str, *, minimum: int) -> int:
 
 
 def _seconds(value: object, name: str) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
     if isinstance(value, str):
         try:
             value = float(value)
