@@ -384,6 +384,16 @@ def test_demo_retries_flaky_jobs_and_fails_one(url: str) -> None:
     assert "total" in human.stdout and "failed after 3 attempts" in human.stdout
 
 
+def test_conformance_is_the_suites_own_command() -> None:
+    """jobqueue conformance is jobqueue_conformance.cli.conformance_command, loaded on use."""
+    from jobqueue_conformance.cli import conformance_command
+
+    assert cli_plugins.conformance_command() is conformance_command
+    result = invoke("conformance", "--help")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Usage: jobqueue conformance [OPTIONS] URL")
+
+
 def test_conformance_without_the_suite_says_how_to_install(monkeypatch: Any) -> None:
     """When the conformance command cannot be imported, running it is one line and exit 3."""
     monkeypatch.setattr(cli_plugins, "CONFORMANCE_MODULE", "jobqueue_no_such_module")
