@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,12 +111,12 @@ def test_unreachable_postgres_exits_3_without_the_password(postgres_url: str) ->
 
 
 @pytest.fixture
-def empty_tmp(tmp_path: Path) -> Iterator[Path]:
-    """An empty working directory and an empty TMPDIR inside tmp_path."""
+def empty_tmp(tmp_path: Path) -> Path:
+    """An empty working directory, with an empty sibling ``tmp`` for TMPDIR."""
     work, scratch = tmp_path / "work", tmp_path / "tmp"
     work.mkdir()
     scratch.mkdir()
-    yield work
+    return work
 
 
 def test_demo_on_the_default_leaves_nothing_behind(empty_tmp: Path) -> None:
