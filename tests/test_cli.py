@@ -324,6 +324,11 @@ def test_unavailable_backend_exits_3_without_the_password(broken_scheme: str) ->
     result = invoke("--url", url, "stats")
     assert_error(result, 3, "connection refused", "***")
     assert "s3cr" not in result.stdout + result.stderr
+    in_query = invoke(
+        "--url", f"{broken_scheme}://db.example/jobs?sslpassword=t0p%2Bs3cret", "list"
+    )
+    assert_error(in_query, 3, "connection refused")
+    assert "t0p" not in in_query.stdout + in_query.stderr
 
 
 def test_worker_runs_handlers_from_a_module(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 from uuid import UUID
 
 import click
@@ -218,14 +218,25 @@ def describe(exc: JobQueueError) -> tuple[str, Exit]:
 
 
 def scrub(text: str, url: str) -> str:
-    """``text`` with the password of ``url`` (raw or percent-decoded) replaced by ``***``."""
+    """``text`` with every secret of ``url`` replaced by ``***``.
+
+    The secrets are the userinfo password and the values of ``password``-like
+    query parameters, raw and percent-decoded; a URL too malformed to parse
+    leaves only what :func:`redact_url` would show.
+    """
     try:
-        password = urlsplit(url).password
+        parts = urlsplit(url)
+        secrets = [parts.password or ""]
     except ValueError:
-        return text
-    if password:
-        for secret in {password, unquote(password)}:
-            text = text.replace(secret, "***")
+        return text.replace(url, redact_url(url))
+    for parameter in parts.query.split("&"):
+        key, _, value = parameter.partition("=")
+        if "password" in key.lower():
+            secrets.append(value)
+    for secret in secrets:
+        for variant in {secret, unquote(secret), unquote_plus(secret)}:
+            if variant:
+                text = text.replace(variant, "***")
     return text
 
 
