@@ -183,11 +183,21 @@ async def _drain_with_worker(
     async def handler(job: Job) -> None:
         nonlocal ran
         ran += 1
-        progress.update(task, completed=ran)
 
-    await Worker(queue, {"bench.noop": handler}, concurrency=concurrency, queues=[name]).run(
-        drain=True
-    )
+    async def show() -> None:
+        # The bar follows from here so the handler stays a no-op worth measuring.
+        while True:
+            progress.update(task, completed=ran)
+            await asyncio.sleep(0.1)
+
+    ticker = asyncio.create_task(show())
+    try:
+        await Worker(queue, {"bench.noop": handler}, concurrency=concurrency, queues=[name]).run(
+            drain=True
+        )
+    finally:
+        ticker.cancel()
+    progress.update(task, completed=ran)
     return ran
 
 
