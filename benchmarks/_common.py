@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,33 @@ class Samples:
 
     def add(self, sample: Sample) -> None:
         self.items.append(sample)
+
+
+class Finish:
+    """Counts handler calls and notes the moment the ``expected``-th one happened.
+
+    Drains are timed from starting the workers to that moment: a system's own
+    shutdown afterwards (pgqueuer's drain mode takes seconds to return) is not
+    throughput. Safe to call from worker threads.
+    """
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.count = 0
+        self.at: float | None = None
+        self._lock = threading.Lock()
+
+    def hit(self) -> None:
+        with self._lock:
+            self.count += 1
+            if self.count == self.expected:
+                self.at = time.perf_counter()
+
+    def rate(self, started: float) -> float:
+        """Jobs per second from ``started`` to the last expected call."""
+        if self.at is None:
+            raise RuntimeError(f"only {self.count} of {self.expected} jobs ran")
+        return self.expected / (self.at - started)
 
 
 def median(values: Sequence[float]) -> float:

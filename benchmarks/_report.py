@@ -119,14 +119,17 @@ def targets(samples: Samples) -> list[str]:
         _one(items, "postgres", "enqueue, one per call", "bare psycopg"),
         0.9,
     )
-    for label, goal in (("p50", 5.0), ("p95", 20.0)):
-        found = _one(items, "postgres", f"enqueue-to-start {label}", OURS)
-        if found is not None:
-            verdict = "met" if found.value <= goal else "MISSED"
-            lines.append(
-                f"- PostgreSQL enqueue-to-start {label}: {found.value:.2f} ms "
-                f"(goal ≤ {goal:g} ms) — {verdict}"
-            )
+    for workload in ("enqueue-to-start", "commit-to-start"):
+        for label, goal in (("p50", 5.0), ("p95", 20.0)):
+            found = _one(items, "postgres", f"{workload} {label}", OURS)
+            floor = _one(items, "postgres", f"{workload} {label}", "bare psycopg")
+            if found is not None:
+                verdict = "met" if found.value <= goal else "MISSED"
+                beside = "" if floor is None else f"; bare psycopg {floor.value:.2f} ms"
+                lines.append(
+                    f"- PostgreSQL {workload} {label}: {found.value:.2f} ms "
+                    f"(goal ≤ {goal:g} ms{beside}) — {verdict}"
+                )
     empty = _one(items, "postgres", "claim latency, empty table p50", OURS)
     big = _one(items, "postgres", "claim latency, 1M done + 100k retries p50", OURS)
     if empty is not None and big is not None:

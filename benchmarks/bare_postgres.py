@@ -187,11 +187,12 @@ async def drain(dsn: str, count: int, connections: int, batch: int) -> float:
     return count / elapsed
 
 
-async def latency(dsn: str, count: int, interval: float) -> list[float]:
+async def latency(dsn: str, count: int, interval: float) -> list[tuple[float, float]]:
     """Enqueue-to-start seconds of ``count`` jobs inserted every ``interval`` seconds,
     with the insert sending a NOTIFY in its transaction and one consumer that LISTENs."""
     started_at: dict[uuid.UUID, float] = {}
     enqueued_at: dict[uuid.UUID, float] = {}
+    returned_at: dict[uuid.UUID, float] = {}
     consumer = await connect(dsn)
     listener = await connect(dsn)
     producer = await connect(dsn)
@@ -225,6 +226,7 @@ async def latency(dsn: str, count: int, interval: float) -> list[float]:
             async with producer.transaction():
                 await producer.execute(INSERT, (job_id, "noop", Jsonb({})))
                 await producer.execute(f"NOTIFY {CHANNEL}")
+            returned_at[job_id] = time.perf_counter()
             await asyncio.sleep(interval)
         await asyncio.wait_for(consuming, 30)
     finally:
@@ -232,7 +234,7 @@ async def latency(dsn: str, count: int, interval: float) -> list[float]:
         consuming.cancel()
         for c in (consumer, listener, producer):
             await c.close()
-    return [started_at[i] - enqueued_at[i] for i in enqueued_at]
+    return [(started_at[i] - enqueued_at[i], started_at[i] - returned_at[i]) for i in enqueued_at]
 
 
 async def claim_latency(dsn: str, probes: int) -> list[float]:

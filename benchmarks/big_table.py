@@ -80,31 +80,31 @@ async def run(runner: Runner, dsn: str, url: str, ours_schema: str) -> None:
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(ours_schema))
             )
 
-    def ours_probe(big: bool) -> Callable[[], Awaitable[list[float]]]:
-        async def probe() -> list[float]:
+    def ours_probe(big: bool) -> Callable[[], Awaitable[list[tuple[float, ...]]]]:
+        async def probe() -> list[tuple[float, ...]]:
             await drop_ours()
             queue = await ours.open_queue(url, {"schema": ours_schema})
             try:
                 if big:
                     await _fill(dsn, ours_schema)
-                return await ours.claim_latency(queue, PROBES)
+                return [(x,) for x in await ours.claim_latency(queue, PROBES)]
             finally:
                 await queue.close()
 
         return probe
 
-    def bare_probe(big: bool) -> Callable[[], Awaitable[list[float]]]:
-        async def probe() -> list[float]:
+    def bare_probe(big: bool) -> Callable[[], Awaitable[list[tuple[float, ...]]]]:
+        async def probe() -> list[tuple[float, ...]]:
             await bare.reset(dsn)
             if big:
                 await _fill(dsn, bare.SCHEMA)
-            return await bare.claim_latency(dsn, PROBES)
+            return [(x,) for x in await bare.claim_latency(dsn, PROBES)]
 
         return probe
 
     for big, label in ((False, "empty table"), (True, "1M done + 100k retries")):
         await runner.latencies(
-            f"claim latency, {label}",
+            (f"claim latency, {label}",),
             f"one claimable job, {PROBES} probes",
             {"jobqueue": ours_probe(big), "bare psycopg": bare_probe(big)},
         )

@@ -28,7 +28,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -52,6 +53,9 @@ LATENCY_INTERVAL = 0.02
 CLAIM_PROBES = 200
 
 Measure = Callable[[], Awaitable[float]]
+Latencies = Callable[[], Awaitable[Sequence[tuple[float, ...]]]]
+ENQUEUE_TO_START = ("enqueue-to-start", "commit-to-start")
+"""Handler start minus the enqueue call's start, and minus its return (the job committed)."""
 
 
 def _installed(module: str) -> bool:
@@ -81,24 +85,26 @@ class Runner:
             )
 
     async def latencies(
-        self, workload: str, config: str, systems: dict[str, Callable[[], Awaitable[list[float]]]]
+        self, workloads: tuple[str, ...], config: str, systems: dict[str, Latencies]
     ) -> None:
-        """Each measure returns many latencies; record the medians over repeats of p50 and p95."""
-        p50: dict[str, list[float]] = {name: [] for name in systems}
-        p95: dict[str, list[float]] = {name: [] for name in systems}
+        """Each measure returns one tuple of latencies per job, one per workload; record,
+        per workload, the medians over repeats of p50 and p95, in milliseconds."""
+        found: dict[tuple[str, int, str], list[float]] = {}
         for _ in range(self.settings.repeats):
             for name, measure in systems.items():
-                found = await measure()
-                p50[name].append(percentile(found, 0.50) * 1000)
-                p95[name].append(percentile(found, 0.95) * 1000)
-        for name in systems:
-            for label, series in (("p50", p50), ("p95", p95)):
-                value = median(series[name])
-                self.samples.add(
-                    Sample(self.backend, f"{workload} {label}", config, name, value, "ms", False)
-                )
-                name_col = f"{workload} {label}"
-                _progress(f"{self.backend:8} {name_col:28} {config:26} {name:20} {value:>12,.2f}")
+                samples = await measure()
+                for index in range(len(workloads)):
+                    values = [s[index] for s in samples]
+                    for label, fraction in (("p50", 0.50), ("p95", 0.95)):
+                        key = (name, index, label)
+                        found.setdefault(key, []).append(percentile(values, fraction) * 1000)
+        for index, workload in enumerate(workloads):
+            for name in systems:
+                for label in ("p50", "p95"):
+                    value = median(found[(name, index, label)])
+                    title = f"{workload} {label}"
+                    self.samples.add(Sample(self.backend, title, config, name, value, "ms", False))
+                    _progress(f"{self.backend:8} {title:28} {config:26} {name:20} {value:>12,.2f}")
 
 
 def _progress(line: str) -> None:
@@ -193,7 +199,7 @@ async def run_postgres(settings: Settings, samples: Samples) -> None:
         "bare psycopg": bare_measure(lambda: bare.enqueue_single(dsn, settings_single)),
     }
     for name, peer in peers.items():
-        systems[name] = peer_measure(peer, lambda p=peer: p.enqueue_single(dsn, settings_single))
+        systems[name] = peer_measure(peer, partial(peer.enqueue_single, dsn, settings_single))
     await runner.rate("enqueue, one per call", single_config, systems)
 
     systems = {
@@ -201,7 +207,7 @@ async def run_postgres(settings: Settings, samples: Samples) -> None:
         "bare psycopg": bare_measure(lambda: bare.enqueue_batch(dsn, settings.jobs)),
     }
     for name, peer in peers.items():
-        systems[name] = peer_measure(peer, lambda p=peer: p.enqueue_batch(dsn, settings.jobs))
+        systems[name] = peer_measure(peer, partial(peer.enqueue_batch, dsn, settings.jobs))
     await runner.rate("enqueue, batch", f"{ENQUEUE_BATCH} per call, N={settings.jobs}", systems)
 
     loop_jobs = max(200, settings.jobs // 4)
@@ -231,13 +237,13 @@ async def run_postgres(settings: Settings, samples: Samples) -> None:
         systems = {
             OURS: ours_drain,
             "bare psycopg": bare_measure(
-                lambda w=workers: bare.drain(dsn, loop_jobs, w, 1), loop_jobs
+                partial(bare.drain, dsn, loop_jobs, workers, 1), loop_jobs
             ),
         }
         if "pgqueuer" in peers:
             pq = peers["pgqueuer"]
             systems["pgqueuer"] = peer_measure(
-                pq, lambda w=workers, p=pq: p.drain(dsn, loop_jobs, w, 1), loop_jobs
+                pq, partial(pq.drain, dsn, loop_jobs, workers, 1), loop_jobs
             )
         await runner.rate("drain, one job per claim", f"{workers} workers, N={loop_jobs}", systems)
         if "procrastinate" in peers:
@@ -247,15 +253,15 @@ async def run_postgres(settings: Settings, samples: Samples) -> None:
                 f"{workers} workers, N={slow_jobs}",
                 {
                     "procrastinate": peer_measure(
-                        pr, lambda w=workers, p=pr: p.drain(dsn, slow_jobs, w), slow_jobs
+                        pr, partial(pr.drain, dsn, slow_jobs, workers), slow_jobs
                     )
                 },
             )
 
         systems = {
-            OURS: lambda w=workers: ours_drain(w, BATCH, settings.jobs),
+            OURS: partial(ours_drain, workers, BATCH, settings.jobs),
             "bare psycopg": bare_measure(
-                lambda w=workers: bare.drain(dsn, settings.jobs, w, BATCH), settings.jobs
+                partial(bare.drain, dsn, settings.jobs, workers, BATCH), settings.jobs
             ),
         }
         if "pgqueuer" in peers:
@@ -263,34 +269,34 @@ async def run_postgres(settings: Settings, samples: Samples) -> None:
             for size in (10, BATCH):
                 systems[f"pgqueuer batch {size}"] = peer_measure(
                     pq,
-                    lambda w=workers, p=pq, b=size: p.drain(dsn, settings.jobs, w, b),
+                    partial(pq.drain, dsn, settings.jobs, workers, size),
                     settings.jobs,
                 )
         await runner.rate(
             f"drain, up to {BATCH} per claim", f"{workers} workers, N={settings.jobs}", systems
         )
 
-    async def ours_latency() -> list[float]:
+    async def ours_latency() -> Sequence[tuple[float, ...]]:
         async with fresh_ours() as queue:
             return await ours.latency(queue, settings.latency_jobs, LATENCY_INTERVAL)
 
-    async def bare_latency() -> list[float]:
+    async def bare_latency() -> Sequence[tuple[float, ...]]:
         await bare.reset(dsn)
         return await bare.latency(dsn, settings.latency_jobs, LATENCY_INTERVAL)
 
-    latency_systems: dict[str, Callable[[], Awaitable[list[float]]]] = {
+    latency_systems: dict[str, Latencies] = {
         OURS: ours_latency,
         "bare psycopg": bare_latency,
     }
     for name, peer in peers.items():
 
-        async def peer_latency(p: Any = peer) -> list[float]:
+        async def peer_latency(p: Any = peer) -> Sequence[tuple[float, ...]]:
             await p.reset(dsn)
             return list(await p.latency(dsn, settings.latency_jobs, LATENCY_INTERVAL))
 
         latency_systems[name] = peer_latency
     await runner.latencies(
-        "enqueue-to-start",
+        ENQUEUE_TO_START,
         f"1 job / {LATENCY_INTERVAL * 1000:.0f} ms, N={settings.latency_jobs}",
         latency_systems,
     )
@@ -313,6 +319,17 @@ def _postgres_url(dsn: str) -> str:
 
 
 # ---------------------------------------------------------------------- SQLite
+
+
+def _bare_sqlite_drain(path: str, *, count: int, processes: int) -> float:
+    from . import bare_sqlite
+
+    return bare_sqlite.drain(path, count, processes, BATCH)
+
+
+def _huey_drain(peer: Any, path: str, *, count: int, workers: int) -> float:
+    rate: float = peer.drain(path, count, workers)
+    return rate
 
 
 async def run_sqlite(settings: Settings, samples: Samples) -> None:
@@ -424,7 +441,7 @@ async def run_sqlite(settings: Settings, samples: Samples) -> None:
             {
                 OURS: ours_processes,
                 "bare sqlite3": bare_measure(
-                    lambda path, p=processes: bare.drain(path, settings.jobs, p, BATCH),
+                    partial(_bare_sqlite_drain, count=settings.jobs, processes=processes),
                     settings.jobs,
                 ),
             },
@@ -441,25 +458,28 @@ async def run_sqlite(settings: Settings, samples: Samples) -> None:
         systems = {OURS: ours_drain}
         if huey:
             systems["huey"] = huey_measure(
-                lambda p, w=workers: huey.drain(p, huey_jobs, w), huey_jobs
+                partial(_huey_drain, huey, count=huey_jobs, workers=workers), huey_jobs
             )
         await runner.rate("drain, one process", f"{workers} worker slots, N={huey_jobs}", systems)
 
-    async def ours_latency() -> list[float]:
+    async def ours_latency() -> Sequence[tuple[float, ...]]:
         async with fresh_ours() as queue:
             return await ours.latency(queue, settings.latency_jobs, LATENCY_INTERVAL)
 
-    latency_systems: dict[str, Callable[[], Awaitable[list[float]]]] = {OURS: ours_latency}
+    latency_systems: dict[str, Latencies] = {OURS: ours_latency}
     if huey:
 
-        async def huey_latency() -> list[float]:
+        async def huey_latency() -> Sequence[tuple[float, ...]]:
             path = fresh_path("huey")
             huey.reset(path)
-            return huey.latency(path, settings.latency_jobs, LATENCY_INTERVAL)
+            result: Sequence[tuple[float, ...]] = huey.latency(
+                path, settings.latency_jobs, LATENCY_INTERVAL
+            )
+            return result
 
         latency_systems["huey"] = huey_latency
     await runner.latencies(
-        "enqueue-to-start",
+        ENQUEUE_TO_START,
         f"1 job / {LATENCY_INTERVAL * 1000:.0f} ms, N={settings.latency_jobs}",
         latency_systems,
     )

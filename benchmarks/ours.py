@@ -10,7 +10,7 @@ from typing import Any
 import jobqueue
 from jobqueue import CreateJobRequest, Job, JobQueue, Worker
 
-from ._common import ENQUEUE_BATCH
+from ._common import ENQUEUE_BATCH, Finish
 
 NOOP = CreateJobRequest(kind="noop")
 
@@ -69,11 +69,17 @@ async def api_loop(queue: JobQueue, count: int, tasks: int) -> float:
 
 async def drain(queues: list[JobQueue], count: int, concurrency: int) -> float:
     """One ``Worker`` per queue handle, each with ``concurrency`` slots, run with
-    ``drain=True`` over ``count`` preloaded no-op jobs; jobs per second."""
+    ``drain=True`` over ``count`` preloaded no-op jobs; jobs per second until the
+    last handler ran."""
+    finish = Finish(count)
+
+    async def noop(job: Job) -> None:
+        finish.hit()
+
     workers = [
         Worker(
             q,
-            {"noop": _noop},
+            {"noop": noop},
             worker_id=f"bench-{i}",
             concurrency=concurrency,
             handle_signals=False,
@@ -82,11 +88,10 @@ async def drain(queues: list[JobQueue], count: int, concurrency: int) -> float:
     ]
     started = time.perf_counter()
     await asyncio.gather(*(w.run(drain=True) for w in workers))
-    elapsed = time.perf_counter() - started
     left = await queues[0].count_by_status("pending") + await queues[0].count_by_status("running")
     if left:
         raise RuntimeError(f"Worker drain left {left} jobs unfinished")
-    return count / elapsed
+    return finish.rate(started)
 
 
 async def drain_one(queue: JobQueue, concurrency: int, worker_id: str) -> None:
@@ -97,10 +102,11 @@ async def drain_one(queue: JobQueue, concurrency: int, worker_id: str) -> None:
     await worker.run(drain=True)
 
 
-async def latency(queue: JobQueue, count: int, interval: float) -> list[float]:
+async def latency(queue: JobQueue, count: int, interval: float) -> list[tuple[float, float]]:
     """Enqueue-to-start seconds of ``count`` jobs created every ``interval`` seconds
     while one idle ``Worker`` waits (woken by the backend's notifications if any)."""
     enqueued_at: dict[int, float] = {}
+    returned_at: dict[int, float] = {}
     started_at: dict[int, float] = {}
     all_started = asyncio.Event()
 
@@ -116,12 +122,13 @@ async def latency(queue: JobQueue, count: int, interval: float) -> list[float]:
         for n in range(count):
             enqueued_at[n] = time.perf_counter()
             await queue.create_job(CreateJobRequest(kind="probe", payload={"n": n}))
+            returned_at[n] = time.perf_counter()
             await asyncio.sleep(interval)
         await asyncio.wait_for(all_started.wait(), 30)
     finally:
         worker.stop()
         await running
-    return [started_at[n] - enqueued_at[n] for n in enqueued_at]
+    return [(started_at[n] - enqueued_at[n], started_at[n] - returned_at[n]) for n in enqueued_at]
 
 
 async def claim_latency(queue: JobQueue, probes: int) -> list[float]:

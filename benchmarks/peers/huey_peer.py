@@ -10,15 +10,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from huey import SqliteHuey
-from huey.signals import SIGNAL_COMPLETE, SIGNAL_EXECUTING
+from huey import SqliteHuey  # type: ignore[import-untyped]
+from huey.signals import SIGNAL_COMPLETE, SIGNAL_EXECUTING  # type: ignore[import-untyped]
 
 
 class _Peer:
     def __init__(self, path: str, on_start: Callable[[int], None] | None = None) -> None:
         self.huey = SqliteHuey(name="bench", filename=path)
 
-        @self.huey.task(name="noop")
+        @self.huey.task(name="noop")  # type: ignore[untyped-decorator]
         def noop(n: int = 0) -> None:
             return None
 
@@ -28,7 +28,7 @@ class _Peer:
         self.all_done = threading.Event()
         self.expected = 0
 
-        @self.huey.signal(SIGNAL_COMPLETE)
+        @self.huey.signal(SIGNAL_COMPLETE)  # type: ignore[untyped-decorator]
         def done(signal_name: str, task: Any, *args: Any) -> None:
             with self._lock:
                 self.completed += 1
@@ -37,7 +37,7 @@ class _Peer:
 
         if on_start is not None:
 
-            @self.huey.signal(SIGNAL_EXECUTING)
+            @self.huey.signal(SIGNAL_EXECUTING)  # type: ignore[untyped-decorator]
             def started(signal_name: str, task: Any, *args: Any) -> None:
                 on_start(task.kwargs.get("n", 0))
 
@@ -91,9 +91,10 @@ def drain(path: str, count: int, workers: int) -> float:
     return count / elapsed
 
 
-def latency(path: str, count: int, interval: float) -> list[float]:
+def latency(path: str, count: int, interval: float) -> list[tuple[float, float]]:
     """Enqueue-to-start seconds with a running consumer (one worker; huey polls)."""
     enqueued_at: dict[int, float] = {}
+    returned_at: dict[int, float] = {}
     started_at: dict[int, float] = {}
     peer = _Peer(path, lambda n: started_at.__setitem__(n, time.perf_counter()))
     peer.expected = count
@@ -103,8 +104,9 @@ def latency(path: str, count: int, interval: float) -> list[float]:
         for n in range(count):
             enqueued_at[n] = time.perf_counter()
             peer.noop(n=n)
+            returned_at[n] = time.perf_counter()
             time.sleep(interval)
         return peer.all_done.wait(60)
 
     peer.run_consumer(1, produce)
-    return [started_at[n] - enqueued_at[n] for n in enqueued_at]
+    return [(started_at[n] - enqueued_at[n], started_at[n] - returned_at[n]) for n in enqueued_at]

@@ -14,7 +14,7 @@ from pgqueuer.models import Job
 from pgqueuer.types import QueueExecutionMode
 from psycopg import sql
 
-from .._common import ENQUEUE_BATCH
+from .._common import ENQUEUE_BATCH, Finish
 
 SCHEMA = "bench_pgqueuer"
 
@@ -80,15 +80,16 @@ def _manager(conn: psycopg.AsyncConnection[Any], on_job: Any = None) -> QueueMan
 
 
 async def drain(dsn: str, count: int, managers: int, batch_size: int) -> float:
-    """``managers`` QueueManagers, each on its own connection, in drain mode; jobs/s."""
+    """``managers`` QueueManagers, each on its own connection, in drain mode; jobs/s
+    until the last entrypoint call."""
+    finish = Finish(count)
     conns = [await _connect(dsn) for _ in range(managers)]
     try:
-        qms = [_manager(c) for c in conns]
+        qms = [_manager(c, lambda job: finish.hit()) for c in conns]
         started = time.perf_counter()
         await asyncio.gather(
             *(qm.run(batch_size=batch_size, mode=QueueExecutionMode.drain) for qm in qms)
         )
-        elapsed = time.perf_counter() - started
         sizes = await Queries(PsycopgDriver(conns[0])).queue_size()
     finally:
         for c in conns:
@@ -96,12 +97,13 @@ async def drain(dsn: str, count: int, managers: int, batch_size: int) -> float:
     left = sum(s.count for s in sizes)
     if left:
         raise RuntimeError(f"pgqueuer drain left {left} jobs")
-    return count / elapsed
+    return finish.rate(started)
 
 
-async def latency(dsn: str, count: int, interval: float) -> list[float]:
+async def latency(dsn: str, count: int, interval: float) -> list[tuple[float, float]]:
     """Enqueue-to-start seconds with one continuously running QueueManager (LISTEN/NOTIFY)."""
     enqueued_at: dict[int, float] = {}
+    returned_at: dict[int, float] = {}
     started_at: dict[int, float] = {}
     worker_conn = await _connect(dsn)
     producer_conn = await _connect(dsn)
@@ -120,6 +122,7 @@ async def latency(dsn: str, count: int, interval: float) -> list[float]:
         for n in range(count):
             enqueued_at[n] = time.perf_counter()
             await queries.enqueue("noop", str(n).encode())
+            returned_at[n] = time.perf_counter()
             await asyncio.sleep(interval)
         await asyncio.wait_for(all_started.wait(), 30)
     finally:
@@ -127,4 +130,4 @@ async def latency(dsn: str, count: int, interval: float) -> list[float]:
         await running
         await worker_conn.close()
         await producer_conn.close()
-    return [started_at[n] - enqueued_at[n] for n in enqueued_at]
+    return [(started_at[n] - enqueued_at[n], started_at[n] - returned_at[n]) for n in enqueued_at]

@@ -13,7 +13,7 @@ import procrastinate
 import psycopg
 from psycopg import sql
 
-from .._common import ENQUEUE_BATCH
+from .._common import ENQUEUE_BATCH, Finish
 
 SCHEMA = "bench_procrastinate"
 
@@ -76,14 +76,15 @@ async def enqueue_batch(dsn: str, count: int) -> float:
 
 
 async def drain(dsn: str, count: int, concurrency: int) -> float:
-    """One worker with ``concurrency`` slots, ``wait=False`` so it stops when caught up."""
-    app = _app(dsn)
+    """One worker with ``concurrency`` slots, ``wait=False`` so it stops when caught up;
+    jobs/s until the last task ran."""
+    finish = Finish(count)
+    app = _app(dsn, lambda n: finish.hit())
     async with app.open_async():
         started = time.perf_counter()
         await app.run_worker_async(
             concurrency=concurrency, wait=False, install_signal_handlers=False
         )
-        elapsed = time.perf_counter() - started
         async with app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
             cur = await conn.execute(
                 "SELECT count(*) FROM procrastinate_jobs WHERE status <> 'succeeded'"
@@ -92,12 +93,13 @@ async def drain(dsn: str, count: int, concurrency: int) -> float:
     left = row[0] if row else 0
     if left:
         raise RuntimeError(f"procrastinate drain left {left} jobs")
-    return count / elapsed
+    return finish.rate(started)
 
 
-async def latency(dsn: str, count: int, interval: float) -> list[float]:
+async def latency(dsn: str, count: int, interval: float) -> list[tuple[float, float]]:
     """Enqueue-to-start seconds with one waiting worker (LISTEN/NOTIFY, procrastinate's default)."""
     enqueued_at: dict[int, float] = {}
+    returned_at: dict[int, float] = {}
     started_at: dict[int, float] = {}
     all_started = asyncio.Event()
 
@@ -117,10 +119,11 @@ async def latency(dsn: str, count: int, interval: float) -> list[float]:
             for n in range(count):
                 enqueued_at[n] = time.perf_counter()
                 await task.defer_async(n=n)
+                returned_at[n] = time.perf_counter()
                 await asyncio.sleep(interval)
             await asyncio.wait_for(all_started.wait(), 30)
         finally:
             running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running
-    return [started_at[n] - enqueued_at[n] for n in enqueued_at]
+    return [(started_at[n] - enqueued_at[n], started_at[n] - returned_at[n]) for n in enqueued_at]
