@@ -210,7 +210,7 @@ async def run_postgres(settings: Settings, samples: Samples) -> None:
         systems[name] = peer_measure(peer, partial(peer.enqueue_batch, dsn, settings.jobs))
     await runner.rate("enqueue, batch", f"{ENQUEUE_BATCH} per call, N={settings.jobs}", systems)
 
-    loop_jobs = max(200, settings.jobs // 4)
+    loop_jobs = max(200, settings.jobs // 10)
 
     async def ours_api_loop() -> float:
         async with fresh_ours(pool=10) as queue:
@@ -226,7 +226,7 @@ async def run_postgres(settings: Settings, samples: Samples) -> None:
         },
     )
 
-    slow_jobs = max(200, settings.jobs // 10)
+    slow_jobs = max(200, settings.jobs // 20)
     for workers in settings.workers:
 
         async def ours_drain(w: int = workers, concurrency: int = 1, n: int = loop_jobs) -> float:
