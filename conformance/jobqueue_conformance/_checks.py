@@ -11,7 +11,7 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -91,9 +91,7 @@ async def everything(queue: JobQueue) -> tuple[list[Job], dict[JobStatus, int]]:
     return await queue.list_jobs(limit=100_000), await queue.counts()
 
 
-async def refused(
-    queue: JobQueue, call: Awaitable[Any], error: type[Exception], what: str
-) -> None:
+async def refused(queue: JobQueue, call: Awaitable[Any], error: type[Exception], what: str) -> None:
     """Assert ``call`` raises ``error`` and leaves every job exactly as it was."""
     before = await everything(queue)
     try:
@@ -147,15 +145,35 @@ async def create_job_writes_a_fresh_pending_job(h: Harness) -> None:
     queue = await h.fresh()
     now = h.clock()
     job = await queue.create_job(
-        req("harvest", payload={"source": 7, "tags": ["a", "ü"], "deep": {"x": None}},
-            queue="q1", priority=3, max_attempts=2)
+        req(
+            "harvest",
+            payload={"source": 7, "tags": ["a", "ü"], "deep": {"x": None}},
+            queue="q1",
+            priority=3,
+            max_attempts=2,
+        )
     )
     assert isinstance(job.id, UUID), f"id must be a UUID, got {job.id!r}"
-    fields_of(job, kind="harvest", payload={"source": 7, "tags": ["a", "ü"], "deep": {"x": None}},
-              queue="q1", priority=3, status=PENDING, attempts=0, max_attempts=2,
-              worker_id=None, error=None, stats=None, run_at=None, next_retry_at=None,
-              lease_expires_at=None, created_at=now, updated_at=now, started_at=None,
-              finished_at=None)
+    fields_of(
+        job,
+        kind="harvest",
+        payload={"source": 7, "tags": ["a", "ü"], "deep": {"x": None}},
+        queue="q1",
+        priority=3,
+        status=PENDING,
+        attempts=0,
+        max_attempts=2,
+        worker_id=None,
+        error=None,
+        stats=None,
+        run_at=None,
+        next_retry_at=None,
+        lease_expires_at=None,
+        created_at=now,
+        updated_at=now,
+        started_at=None,
+        finished_at=None,
+    )
     assert isinstance(job.status, JobStatus), f"status must be a JobStatus, got {job.status!r}"
     assert await queue.get_job(job.id) == job, "get_job differs from what create_job returned"
     other = await queue.create_job(req())
@@ -184,7 +202,7 @@ async def datetimes_come_back_in_utc_to_the_microsecond(h: Harness) -> None:
 
 @check()
 async def create_jobs_keeps_order_and_is_all_or_nothing(h: Harness) -> None:
-    """create_jobs returns the jobs in the order given; [] creates nothing; a bad item writes none."""
+    """create_jobs returns jobs in the order given; [] creates nothing; a bad item writes none."""
     queue = await h.fresh()
     assert await queue.create_jobs([]) == [], "create_jobs([]) must return []"
     jobs = await queue.create_jobs([req(f"k{i}") for i in range(5)])
@@ -192,8 +210,12 @@ async def create_jobs_keeps_order_and_is_all_or_nothing(h: Harness) -> None:
     assert len(set(ids(jobs))) == 5, "create_jobs gave two jobs one id"
     for job in jobs:
         assert await queue.get_job(job.id) == job, "a batch-created job reads back differently"
-    await refused(queue, queue.create_jobs([req("ok"), "not a request"]),  # type: ignore[list-item]
-                  InvalidRequestError, "create_jobs with one bad item")
+    await refused(
+        queue,
+        queue.create_jobs([req("ok"), "not a request"]),  # type: ignore[list-item]
+        InvalidRequestError,
+        "create_jobs with one bad item",
+    )
 
 
 @check()
@@ -254,8 +276,13 @@ async def claim_order_priority_then_fresh_then_oldest(h: Harness) -> None:
     await queue.create_job(req("fresh-max", priority=2**31 - 1))
     order = kinds(await claim_all(queue))
     assert order == [
-        "fresh-max", "fresh-high", "retry-high", "fresh-low-old", "fresh-low-new",
-        "retry-low", "fresh-neg",
+        "fresh-max",
+        "fresh-high",
+        "retry-high",
+        "fresh-low-old",
+        "fresh-low-new",
+        "retry-low",
+        "fresh-neg",
     ], f"wrong claim order: {order}"
     assert {retry_low.id, retry_high.id} <= set(ids(await queue.list_jobs(RUNNING)))
 
@@ -282,8 +309,15 @@ async def claim_jobs_takes_a_batch_in_claim_order(h: Harness) -> None:
     assert kinds(batch) == ["k2", "k5", "k1", "k4"], f"batch not in claim order: {kinds(batch)}"
     now = h.clock()
     for job in batch:
-        fields_of(job, status=RUNNING, worker_id="w", attempts=1, started_at=now,
-                  lease_expires_at=now + queue.lease, updated_at=now)
+        fields_of(
+            job,
+            status=RUNNING,
+            worker_id="w",
+            attempts=1,
+            started_at=now,
+            lease_expires_at=now + queue.lease,
+            updated_at=now,
+        )
     rest = await queue.claim_jobs("v", 100)
     assert kinds(rest) == ["k0", "k3", "k6"], "second batch wrong"
     assert await queue.claim_jobs("v", 5) == [], "claim_jobs on an empty queue must be []"
@@ -294,8 +328,9 @@ async def claim_jobs_takes_a_batch_in_claim_order(h: Harness) -> None:
 async def claim_respects_queues(h: Harness) -> None:
     """claim with queues= takes only jobs of those queues."""
     queue = await h.fresh()
-    await queue.create_jobs([req("a", queue="alpha"), req("b", queue="beta", priority=9),
-                             req("g", queue="gamma")])
+    await queue.create_jobs(
+        [req("a", queue="alpha"), req("b", queue="beta", priority=9), req("g", queue="gamma")]
+    )
     job = await claim(queue, queues=["alpha", "gamma"])
     assert job.kind == "a", f"claimed {job.kind} from queues alpha/gamma"
     assert kinds(await queue.claim_jobs("w", 5, queues=("gamma", "nowhere"))) == ["g"]
@@ -350,10 +385,21 @@ async def claim_writes_the_table_row(h: Harness) -> None:
     h.clock.advance(10)
     now = h.clock()
     claimed = await claim(queue, "w2")
-    fields_of(claimed, status=RUNNING, worker_id="w2", attempts=2, error="first",
-              next_retry_at=retry_at, run_at=job.run_at, started_at=now,
-              lease_expires_at=now + queue.lease, updated_at=now, created_at=job.created_at,
-              finished_at=None, stats=None)
+    fields_of(
+        claimed,
+        status=RUNNING,
+        worker_id="w2",
+        attempts=2,
+        error="first",
+        next_retry_at=retry_at,
+        run_at=job.run_at,
+        started_at=now,
+        lease_expires_at=now + queue.lease,
+        updated_at=now,
+        created_at=job.created_at,
+        finished_at=None,
+        stats=None,
+    )
     assert await get(queue, job.id) == claimed, "get_job differs from the claimed job"
 
 
@@ -365,12 +411,19 @@ async def complete_writes_the_table_row(h: Harness) -> None:
     started = h.clock()
     await claim(queue, "w1")
     h.clock.advance(3)
-    result = await queue.complete_job(job.id, {"records": 120, "nested": {"a": [1, 2]}})
-    assert result is None, "complete_job must return None"
-    fields_of(await get(queue, job.id), status=COMPLETED, worker_id="w1", attempts=1,
-              error=None, stats={"records": 120, "nested": {"a": [1, 2]}},
-              finished_at=h.clock(), lease_expires_at=None, updated_at=h.clock(),
-              started_at=started)
+    await queue.complete_job(job.id, {"records": 120, "nested": {"a": [1, 2]}})
+    fields_of(
+        await get(queue, job.id),
+        status=COMPLETED,
+        worker_id="w1",
+        attempts=1,
+        error=None,
+        stats={"records": 120, "nested": {"a": [1, 2]}},
+        finished_at=h.clock(),
+        lease_expires_at=None,
+        updated_at=h.clock(),
+        started_at=started,
+    )
 
 
 @check()
@@ -382,15 +435,31 @@ async def fail_writes_the_table_rows(h: Harness) -> None:
     h.clock.advance(2)
     retry_at = h.clock() - timedelta(seconds=1)
     await queue.fail_job(job.id, "transient", retry_at)
-    fields_of(await get(queue, job.id), status=PENDING, worker_id=None, attempts=1,
-              error="transient", next_retry_at=retry_at, lease_expires_at=None,
-              updated_at=h.clock(), finished_at=None)
+    fields_of(
+        await get(queue, job.id),
+        status=PENDING,
+        worker_id=None,
+        attempts=1,
+        error="transient",
+        next_retry_at=retry_at,
+        lease_expires_at=None,
+        updated_at=h.clock(),
+        finished_at=None,
+    )
     await claim(queue, "w2")
     h.clock.advance(2)
     await queue.fail_job(job.id, "fatal")
-    fields_of(await get(queue, job.id), status=FAILED, worker_id="w2", attempts=2,
-              error="fatal", next_retry_at=retry_at, finished_at=h.clock(),
-              lease_expires_at=None, updated_at=h.clock())
+    fields_of(
+        await get(queue, job.id),
+        status=FAILED,
+        worker_id="w2",
+        attempts=2,
+        error="fatal",
+        next_retry_at=retry_at,
+        finished_at=h.clock(),
+        lease_expires_at=None,
+        updated_at=h.clock(),
+    )
 
 
 @check()
@@ -407,18 +476,33 @@ async def fail_never_looks_at_max_attempts(h: Harness) -> None:
 
 @check()
 async def cancel_writes_the_table_row(h: Harness) -> None:
-    """cancel: pending or running to cancelled, stats only when given, finished_at, lease cleared."""
+    """cancel: pending/running to cancelled, stats only when given, finished_at, lease cleared."""
     queue = await h.fresh()
     pending, running = await queue.create_jobs([req("p", priority=-1), req("r")])
     await claim(queue, "w1")
     h.clock.advance(1)
     await queue.cancel_job(pending.id)
-    fields_of(await get(queue, pending.id), status=CANCELLED, worker_id=None, attempts=0,
-              stats=None, finished_at=h.clock(), updated_at=h.clock(), lease_expires_at=None)
+    fields_of(
+        await get(queue, pending.id),
+        status=CANCELLED,
+        worker_id=None,
+        attempts=0,
+        stats=None,
+        finished_at=h.clock(),
+        updated_at=h.clock(),
+        lease_expires_at=None,
+    )
     await queue.cancel_job(running.id, {"done": 3})
-    fields_of(await get(queue, running.id), status=CANCELLED, worker_id="w1", attempts=1,
-              stats={"done": 3}, finished_at=h.clock(), updated_at=h.clock(),
-              lease_expires_at=None)
+    fields_of(
+        await get(queue, running.id),
+        status=CANCELLED,
+        worker_id="w1",
+        attempts=1,
+        stats={"done": 3},
+        finished_at=h.clock(),
+        updated_at=h.clock(),
+        lease_expires_at=None,
+    )
 
 
 @check()
@@ -429,8 +513,15 @@ async def release_gives_the_attempt_back(h: Harness) -> None:
     await claim(queue, "w1")
     h.clock.advance(1)
     assert await queue.release_job(job.id) is True, "release_job of a running job must be True"
-    fields_of(await get(queue, job.id), status=PENDING, worker_id=None, attempts=0,
-              lease_expires_at=None, updated_at=h.clock(), error=None)
+    fields_of(
+        await get(queue, job.id),
+        status=PENDING,
+        worker_id=None,
+        attempts=0,
+        lease_expires_at=None,
+        updated_at=h.clock(),
+        error=None,
+    )
     again = await claim(queue, "w2")
     assert again.attempts == 1, "after a release the next claim must be attempt 1 again"
     await queue.complete_job(job.id, {})
@@ -455,8 +546,13 @@ async def release_worker_jobs_releases_only_that_workers_running_jobs(h: Harness
     h.clock.advance(1)
     assert await queue.release_worker_jobs("me") == 2, "wrong number released"
     for job in mine[1:]:
-        fields_of(await get(queue, job.id), status=PENDING, worker_id=None, attempts=0,
-                  updated_at=h.clock())
+        fields_of(
+            await get(queue, job.id),
+            status=PENDING,
+            worker_id=None,
+            attempts=0,
+            updated_at=h.clock(),
+        )
     fields_of(await get(queue, mine[0].id), status=COMPLETED, worker_id="me")
     fields_of(await get(queue, theirs.id), status=RUNNING, worker_id="them")
     assert await queue.release_worker_jobs("me") == 0
@@ -478,9 +574,17 @@ async def rescue_moves_expired_leases_exactly_at_expiry(h: Harness) -> None:
     assert h.clock() == claimed.lease_expires_at
     fresh = await queue.create_job(req("fresh"))
     assert await queue.rescue_expired_jobs() == 1, "a lease expiring now must be rescued"
-    fields_of(await get(queue, job.id), status=PENDING, worker_id=None, attempts=1,
-              error=LEASE_EXPIRED, next_retry_at=h.clock(), lease_expires_at=None,
-              updated_at=h.clock(), finished_at=None)
+    fields_of(
+        await get(queue, job.id),
+        status=PENDING,
+        worker_id=None,
+        attempts=1,
+        error=LEASE_EXPIRED,
+        next_retry_at=h.clock(),
+        lease_expires_at=None,
+        updated_at=h.clock(),
+        finished_at=None,
+    )
     assert await queue.rescue_expired_jobs() == 0, "rescue moved a job twice"
     assert (await claim(queue)).id == fresh.id, "a rescued job must be claimed after fresh jobs"
     assert (await claim(queue)).id == job.id
@@ -495,9 +599,16 @@ async def rescue_fails_a_job_that_used_max_attempts(h: Harness) -> None:
         await claim(queue, f"w{attempt}")
         h.clock.advance(queue.lease)
         assert await queue.rescue_expired_jobs() == 1
-    fields_of(await get(queue, job.id), status=FAILED, worker_id="w2", attempts=2,
-              error=LEASE_EXPIRED, finished_at=h.clock(), lease_expires_at=None,
-              updated_at=h.clock())
+    fields_of(
+        await get(queue, job.id),
+        status=FAILED,
+        worker_id="w2",
+        attempts=2,
+        error=LEASE_EXPIRED,
+        finished_at=h.clock(),
+        lease_expires_at=None,
+        updated_at=h.clock(),
+    )
     assert await queue.claim_job("w") is None, "a failed job must not be claimable"
 
 
@@ -515,8 +626,12 @@ async def heartbeat_renews_leases_and_reports_live_jobs(h: Harness) -> None:
     live = await queue.heartbeat("w1")
     assert live == {a.id, b.id}, f"heartbeat returned {live}, the running jobs are {a.id, b.id}"
     for job in (a, b):
-        fields_of(await get(queue, job.id), lease_expires_at=h.clock() + queue.lease,
-                  updated_at=claimed_at, status=RUNNING)
+        fields_of(
+            await get(queue, job.id),
+            lease_expires_at=h.clock() + queue.lease,
+            updated_at=claimed_at,
+            status=RUNNING,
+        )
     assert await queue.rescue_expired_jobs() == 1, "only the other worker's job had expired"
     fields_of(await get(queue, other.id), status=PENDING, error=LEASE_EXPIRED)
     assert await queue.heartbeat("w2") == set(), "a rescued job must not be reported"
@@ -532,21 +647,35 @@ async def fenced_outcomes_need_the_right_worker_and_attempt(h: Harness) -> None:
     queue = await h.fresh()
     job = await queue.create_job(req())
     await claim(queue, "w1")
-    for name, call in [
+    calls: list[tuple[str, Callable[..., Awaitable[None]]]] = [
         ("complete", lambda **f: queue.complete_job(job.id, {}, **f)),
         ("fail", lambda **f: queue.fail_job(job.id, "e", **f)),
         ("fail with retry", lambda **f: queue.fail_job(job.id, "e", h.clock(), **f)),
         ("cancel", lambda **f: queue.cancel_job(job.id, **f)),
-    ]:
-        for fence in ({"worker_id": "w2"}, {"attempt": 2}, {"attempt": 0},
-                      {"worker_id": "w1", "attempt": 2}, {"worker_id": "w2", "attempt": 1}):
-            await refused(queue, call(**fence), InvalidTransitionError,
-                          f"{name} fenced with {fence} on a job held by w1 in attempt 1")
+    ]
+    for name, call in calls:
+        for fence in (
+            {"worker_id": "w2"},
+            {"attempt": 2},
+            {"attempt": 0},
+            {"worker_id": "w1", "attempt": 2},
+            {"worker_id": "w2", "attempt": 1},
+        ):
+            await refused(
+                queue,
+                call(**fence),
+                InvalidTransitionError,
+                f"{name} fenced with {fence} on a job held by w1 in attempt 1",
+            )
     await queue.complete_job(job.id, {"ok": True}, worker_id="w1", attempt=1)
     fields_of(await get(queue, job.id), status=COMPLETED, stats={"ok": True})
     pending = await queue.create_job(req())
-    await refused(queue, queue.cancel_job(pending.id, worker_id="w1"), InvalidTransitionError,
-                  "a fenced cancel of a pending job")
+    await refused(
+        queue,
+        queue.cancel_job(pending.id, worker_id="w1"),
+        InvalidTransitionError,
+        "a fenced cancel of a pending job",
+    )
     await queue.cancel_job(pending.id)
 
 
@@ -558,17 +687,27 @@ async def a_rescued_worker_can_never_overwrite_the_outcome(h: Harness) -> None:
     first = await claim(queue, "w1")
     h.clock.advance(queue.lease)
     assert await queue.rescue_expired_jobs() == 1
-    await refused(queue, queue.complete_job(job.id, {}, worker_id="w1", attempt=1),
-                  InvalidTransitionError, "a stale complete after rescue, before re-claim")
+    await refused(
+        queue,
+        queue.complete_job(job.id, {}, worker_id="w1", attempt=1),
+        InvalidTransitionError,
+        "a stale complete after rescue, before re-claim",
+    )
     second = await claim(queue, "w1")
     assert second.attempts == first.attempts + 1, "a rescued job keeps its attempt"
-    for call in (queue.complete_job(job.id, {}, worker_id="w1", attempt=1),
-                 queue.fail_job(job.id, "late", worker_id="w1", attempt=1),
-                 queue.cancel_job(job.id, attempt=1)):
+    for call in (
+        queue.complete_job(job.id, {}, worker_id="w1", attempt=1),
+        queue.fail_job(job.id, "late", worker_id="w1", attempt=1),
+        queue.cancel_job(job.id, attempt=1),
+    ):
         await refused(queue, call, InvalidTransitionError, "a stale fenced call (old attempt)")
     await queue.complete_job(job.id, {}, worker_id="w1", attempt=2)
-    await refused(queue, queue.complete_job(job.id, {}, worker_id="w1", attempt=2),
-                  InvalidTransitionError, "completing a completed job again")
+    await refused(
+        queue,
+        queue.complete_job(job.id, {}, worker_id="w1", attempt=2),
+        InvalidTransitionError,
+        "completing a completed job again",
+    )
 
 
 @check()
@@ -583,20 +722,34 @@ async def transitions_not_listed_are_refused(h: Harness) -> None:
     pending = await queue.create_job(req())
     for job_id in (pending.id, done.id, failed.id, cancelled.id):
         status = (await get(queue, job_id)).status
-        await refused(queue, queue.complete_job(job_id, {}), InvalidTransitionError,
-                      f"complete_job of a {status} job")
-        await refused(queue, queue.fail_job(job_id, "e"), InvalidTransitionError,
-                      f"fail_job of a {status} job")
-        await refused(queue, queue.fail_job(job_id, "e", h.clock()), InvalidTransitionError,
-                      f"fail_job with retry of a {status} job")
+        await refused(
+            queue,
+            queue.complete_job(job_id, {}),
+            InvalidTransitionError,
+            f"complete_job of a {status} job",
+        )
+        await refused(
+            queue,
+            queue.fail_job(job_id, "e"),
+            InvalidTransitionError,
+            f"fail_job of a {status} job",
+        )
+        await refused(
+            queue,
+            queue.fail_job(job_id, "e", h.clock()),
+            InvalidTransitionError,
+            f"fail_job with retry of a {status} job",
+        )
     for job_id in (done.id, failed.id, cancelled.id):
         status = (await get(queue, job_id)).status
-        await refused(queue, queue.cancel_job(job_id), InvalidTransitionError,
-                      f"cancel_job of a {status} job")
+        await refused(
+            queue, queue.cancel_job(job_id), InvalidTransitionError, f"cancel_job of a {status} job"
+        )
     for job_id in (pending.id, running.id, done.id):
         status = (await get(queue, job_id)).status
-        await refused(queue, queue.retry_job(job_id), InvalidTransitionError,
-                      f"retry_job of a {status} job")
+        await refused(
+            queue, queue.retry_job(job_id), InvalidTransitionError, f"retry_job of a {status} job"
+        )
 
 
 @check()
@@ -636,8 +789,10 @@ async def bad_input_is_rejected_before_any_write(h: Harness) -> None:
         ("claim_jobs(limit=-1)", lambda: queue.claim_jobs("w", -1)),
         ("complete_job(non-UUID)", lambda: queue.complete_job("nope", {})),
         ("complete_job(stats=list)", lambda: queue.complete_job(job.id, [1])),  # type: ignore[arg-type]
-        ("complete_job(stats with a non-JSON value)",
-         lambda: queue.complete_job(job.id, {"x": object()})),
+        (
+            "complete_job(stats with a non-JSON value)",
+            lambda: queue.complete_job(job.id, {"x": object()}),
+        ),
         ("complete_job(worker_id='')", lambda: queue.complete_job(job.id, {}, worker_id="")),
         ("complete_job(attempt=-1)", lambda: queue.complete_job(job.id, {}, attempt=-1)),
         ("fail_job(naive next_retry_at)", lambda: queue.fail_job(job.id, "e", naive)),
@@ -652,13 +807,15 @@ async def bad_input_is_rejected_before_any_write(h: Harness) -> None:
         ("heartbeat('')", lambda: queue.heartbeat("")),
         ("retry_job(non-UUID)", lambda: queue.retry_job("x")),
         ("purge_jobs(naive)", lambda: queue.purge_jobs(naive)),
-        ("purge_jobs(statuses=[pending])",
-         lambda: queue.purge_jobs(h.clock(), statuses=["pending"])),
+        (
+            "purge_jobs(statuses=[pending])",
+            lambda: queue.purge_jobs(h.clock(), statuses=["pending"]),
+        ),
         ("purge_jobs(statuses=[])", lambda: queue.purge_jobs(h.clock(), statuses=[])),
     ]
     for what, call in calls:
         await refused(queue, call(), InvalidRequestError, what)
-    for what, make in [
+    requests: list[tuple[str, Callable[[], CreateJobRequest]]] = [
         ("empty kind", lambda: req("")),
         ("over-long kind", lambda: req("k" * 201)),
         ("payload not an object", lambda: req(payload=[1])),
@@ -666,7 +823,8 @@ async def bad_input_is_rejected_before_any_write(h: Harness) -> None:
         ("max_attempts 0", lambda: req(max_attempts=0)),
         ("empty queue name", lambda: req(queue="")),
         ("priority beyond 32 bits", lambda: req(priority=2**31)),
-    ]:
+    ]
+    for what, make in requests:
         try:
             make()
         except InvalidRequestError:
@@ -679,7 +837,8 @@ async def bad_input_is_rejected_before_any_write(h: Harness) -> None:
 
 @check()
 async def retry_job_runs_a_finished_job_again_as_new(h: Harness) -> None:
-    """retry_job: failed/cancelled to pending, attempts 0, worker/retry/finish/stats/lease cleared."""
+    """retry_job: failed/cancelled to pending, attempts 0, worker, next_retry_at, finished_at,
+    stats and lease cleared, error and started_at kept."""
     queue = await h.fresh()
     failed, cancelled = await queue.create_jobs([req("f"), req("c")])
     await claim(queue, "w1")
@@ -691,9 +850,20 @@ async def retry_job_runs_a_finished_job_again_as_new(h: Harness) -> None:
     await queue.cancel_job(cancelled.id, {"partial": 1})
     h.clock.advance(5)
     again = await queue.retry_job(failed.id)
-    fields_of(again, status=PENDING, attempts=0, worker_id=None, next_retry_at=None,
-              finished_at=None, stats=None, lease_expires_at=None, error="really broken",
-              updated_at=h.clock(), created_at=failed.created_at, started_at=started)
+    fields_of(
+        again,
+        status=PENDING,
+        attempts=0,
+        worker_id=None,
+        next_retry_at=None,
+        finished_at=None,
+        stats=None,
+        lease_expires_at=None,
+        error="really broken",
+        updated_at=h.clock(),
+        created_at=failed.created_at,
+        started_at=started,
+    )
     assert await get(queue, failed.id) == again, "retry_job's result differs from get_job"
     again_c = await queue.retry_job(str(cancelled.id))
     fields_of(again_c, status=PENDING, attempts=0, worker_id=None, stats=None, finished_at=None)
@@ -720,8 +890,7 @@ async def purge_jobs_deletes_only_old_terminal_jobs(h: Harness) -> None:
     assert remaining == {cancelled.id, running.id, late.id, jobs[5].id}, "purged the wrong jobs"
     assert await queue.purge_jobs(h.clock() + US) == 2, "default statuses are all terminal ones"
     assert set(ids(await queue.list_jobs())) == {running.id, jobs[5].id}
-    assert await queue.counts() == {PENDING: 1, RUNNING: 1, COMPLETED: 0, FAILED: 0,
-                                    CANCELLED: 0}
+    assert await queue.counts() == {PENDING: 1, RUNNING: 1, COMPLETED: 0, FAILED: 0, CANCELLED: 0}
     assert await queue.get_job(done.id) is None
 
 
@@ -765,7 +934,9 @@ async def rescue_racing_completion_has_one_winner(h: Harness) -> None:
     for job, won in zip(claimed, completed, strict=True):
         status = (await get(first, job.id)).status
         want = COMPLETED if won else PENDING
-        assert status is want, f"job {job.id} is {status}; its completion {'won' if won else 'lost'}"
+        assert status is want, (
+            f"job {job.id} is {status}; its completion {'won' if won else 'lost'}"
+        )
     assert len(created) == 20
 
 
@@ -785,7 +956,8 @@ async def jobs_survive_reconnecting(h: Harness) -> None:
 
 @check("listen_notify")
 async def wait_for_jobs_wakes_on_a_new_job(h: Harness) -> None:
-    """With `listen_notify`: an idle wait_for_jobs returns soon after another handle creates a job."""
+    """With `listen_notify`: an idle wait_for_jobs returns soon after another handle creates
+    a job."""
     waiter = await h.fresh()
     producer = await h.open()
     loop = asyncio.get_running_loop()
@@ -803,11 +975,12 @@ async def wait_for_jobs_wakes_on_a_new_job(h: Harness) -> None:
 def _register_late_checks() -> None:
     from . import _concurrency, _machine
 
-    for function, requires in [
+    late: list[tuple[CheckFunction, tuple[str, ...]]] = [
         (_machine.state_machine_agrees_with_the_model, ()),
         (_concurrency.concurrent_claimers_on_separate_handles, ()),
         (_concurrency.concurrent_claimers_in_separate_processes, ("concurrent_processes",)),
-    ]:
+    ]
+    for function, requires in late:
         check(*requires)(function)
 
 

@@ -35,7 +35,7 @@ Opener = Callable[[Callable[[], datetime] | None], Awaitable[JobQueue]]
 
 @dataclass(frozen=True)
 class ConnectSpec:
-    """A picklable opener: ``await spec(clock)`` is ``jobqueue.connect(url, clock=clock, **options)``.
+    """A picklable opener: ``await spec(clock)`` is ``connect(url, clock=clock, **options)``.
 
     Return one from the ``open_queue`` fixture when the backend claims
     ``concurrent_processes``: the suite then opens the same queue in child
@@ -93,7 +93,9 @@ class Harness:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._runner.run(coro)
 
-    async def open(self, clock: Callable[[], datetime] | None = None, *, fake: bool = True) -> JobQueue:
+    async def open(
+        self, clock: Callable[[], datetime] | None = None, *, fake: bool = True
+    ) -> JobQueue:
         """A new handle on the test's queue, on the harness's fake clock unless told otherwise."""
         queue = await self.opener(clock if clock is not None or not fake else self.clock)
         if not isinstance(queue, JobQueue):

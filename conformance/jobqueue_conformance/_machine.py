@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
-    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -45,21 +45,14 @@ T = TypeVar("T")
 WORKERS = ("w1", "w2", "w3")
 QUEUES = ("default", "q1", "q2")
 QUEUE_FILTERS: tuple[tuple[str, ...] | None, ...] = (None, ("default",), ("q1", "q2"), ("q2",))
-FENCES = ("none", "current", "stale", "wrong_worker", "wrong_attempt", "worker_only",
-          "attempt_only")  # fmt: skip
-STEPS = (
-    timedelta(microseconds=1),
-    timedelta(seconds=1),
-    timedelta(seconds=30),
-    timedelta(minutes=4, seconds=59, microseconds=999999),
-    timedelta(minutes=5),
-    timedelta(minutes=11),
-)
-OFFSETS = (None, -10.0, 0.0, 5.0, 60.0, 600.0)
+FENCES = ("none", "current", "none", "current", "stale", "wrong_worker", "wrong_attempt",
+          "worker_only", "attempt_only")  # fmt: skip
+STEPS = ("µs", "second", "half-minute", "lease - 0.5 s", "lease - 1 µs", "lease", "2 leases")
+"""Clock moves, some relative to the queue's lease: the boundaries where leases expire."""
+OFFSETS = (None, None, None, -10.0, 0.0, 5.0, 60.0, 600.0)
+OUTCOMES = ("complete", "fail", "retry", "cancel", "release", "keep", "heartbeat")
 
-_text = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8
-)
+_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=8)
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
@@ -67,7 +60,7 @@ _json = st.recursive(
 )
 json_objects = st.dictionaries(_text, _json, max_size=3)
 
-requests = st.builds(
+requests: st.SearchStrategy[dict[str, Any]] = st.builds(
     dict,
     kind=st.sampled_from(["a", "b"]) | _text.filter(bool),
     payload=json_objects,
@@ -76,7 +69,11 @@ requests = st.builds(
     run_in=st.sampled_from(OFFSETS),
     max_attempts=st.sampled_from([1, 2, 5]),
 )
-targets = st.integers(-1, 40)
+targets = st.tuples(
+    st.sampled_from(["running", "running", "running", "any", "pending", "finished", "unknown"]),
+    st.integers(0, 40),
+)
+"""Which job a rule acts on: a kind of job (the model's current ones) and an index."""
 
 
 def machine_settings() -> settings:
@@ -94,7 +91,7 @@ class QueueMachine(RuleBasedStateMachine):
         super().__init__()
         self.runner = asyncio.Runner()
         self.clock = FakeClock(START)
-        self.queue: JobQueue = self.run(opener(self.clock))
+        self.queue: JobQueue = self.run(_opened(opener, self.clock))
         self.run(clear_queue(self.queue))
         self.model = Model(self.queue.lease)
         self.known: list[UUID] = []
@@ -115,11 +112,20 @@ class QueueMachine(RuleBasedStateMachine):
     def now(self) -> datetime:
         return self.clock()
 
-    def target(self, pick: int) -> UUID:
-        """A known id (possibly purged since), or an id no job ever had when ``pick`` < 0."""
-        if pick < 0 or not self.known:
-            return UUID(int=pick + 2)
-        return self.known[pick % len(self.known)]
+    def target(self, pick: tuple[str, int]) -> UUID:
+        """A job of the kind asked for (any known id, possibly purged, when there is none),
+        or an id no job ever had."""
+        kind, index = pick
+        if kind == "unknown" or not self.known:
+            return UUID(int=index + 1)
+        wanted = {
+            "running": {JobStatus.RUNNING},
+            "pending": {JobStatus.PENDING},
+            "finished": {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED},
+        }.get(kind)
+        pool = [j.id for j in self.model.creation_order() if wanted and j.status in wanted]
+        pool = pool or self.known
+        return pool[index % len(pool)]
 
     def fence(self, job_id: UUID, kind: str) -> tuple[str | None, int | None]:
         job = self.model.jobs.get(job_id)
@@ -180,6 +186,10 @@ class QueueMachine(RuleBasedStateMachine):
         run_at = None if run_in is None else self.now() + timedelta(seconds=run_in)
         return CreateJobRequest(run_at=run_at, **spec)
 
+    @initialize(specs=st.lists(requests, min_size=1, max_size=8))
+    def start_with_jobs(self, specs: list[dict[str, Any]]) -> None:
+        self.create(specs, single=False)
+
     @rule(specs=st.lists(requests, max_size=4), single=st.booleans())
     def create(self, specs: list[dict[str, Any]], single: bool) -> None:
         reqs = [self._request(dict(s)) for s in specs]
@@ -213,9 +223,31 @@ class QueueMachine(RuleBasedStateMachine):
         self.same_jobs(f"claim by {worker} from {queues}", actual, expected)
         self.touched = [j.id for j in actual]
 
-    @rule(pick=targets, fence=st.sampled_from(FENCES), stats=json_objects)
-    def complete(self, pick: int, fence: str, stats: dict[str, Any]) -> None:
-        job_id = self.target(pick)
+    @rule(worker=st.sampled_from(WORKERS), outcome=st.sampled_from(OUTCOMES),
+          fence=st.sampled_from(FENCES), retry_in=st.sampled_from(OFFSETS[3:]))  # fmt: skip
+    def work(self, worker: str, outcome: str, fence: str, retry_in: float) -> None:
+        """A worker's step: claim one job, then finish it one way or another, or keep it
+        (maybe heartbeating)."""
+        self.claim(worker, None, 0)
+        if outcome == "heartbeat":
+            self.heartbeat(worker)
+        if not self.touched or outcome in ("keep", "heartbeat"):
+            return
+        job_id = self.touched[0]
+        if outcome == "complete":
+            self.complete(("unknown", 0), fence, {"done": True}, job_id=job_id)
+        elif outcome == "release":
+            self.release(("unknown", 0), job_id=job_id)
+        elif outcome == "cancel":
+            self.cancel(("unknown", 0), fence, None, job_id=job_id)
+        else:
+            retry = retry_in if outcome == "retry" else None
+            self.fail(("unknown", 0), fence, "it broke", retry, job_id=job_id)
+
+    def complete(
+        self, pick: tuple[str, int], fence: str, stats: dict[str, Any], job_id: UUID | None = None
+    ) -> None:
+        job_id = job_id or self.target(pick)
         worker, attempt = self.fence(job_id, fence)
         self.agree(
             f"complete_job({job_id}, worker_id={worker!r}, attempt={attempt!r})",
@@ -224,10 +256,15 @@ class QueueMachine(RuleBasedStateMachine):
         )
         self.touched = [job_id]
 
-    @rule(pick=targets, fence=st.sampled_from(FENCES), error=_text,
-          retry_in=st.sampled_from(OFFSETS))  # fmt: skip
-    def fail(self, pick: int, fence: str, error: str, retry_in: float | None) -> None:
-        job_id = self.target(pick)
+    def fail(
+        self,
+        pick: tuple[str, int],
+        fence: str,
+        error: str,
+        retry_in: float | None,
+        job_id: UUID | None = None,
+    ) -> None:
+        job_id = job_id or self.target(pick)
         worker, attempt = self.fence(job_id, fence)
         retry_at = None if retry_in is None else self.now() + timedelta(seconds=retry_in)
         self.agree(
@@ -238,9 +275,14 @@ class QueueMachine(RuleBasedStateMachine):
         )
         self.touched = [job_id]
 
-    @rule(pick=targets, fence=st.sampled_from(FENCES), stats=st.none() | json_objects)
-    def cancel(self, pick: int, fence: str, stats: dict[str, Any] | None) -> None:
-        job_id = self.target(pick)
+    def cancel(
+        self,
+        pick: tuple[str, int],
+        fence: str,
+        stats: dict[str, Any] | None,
+        job_id: UUID | None = None,
+    ) -> None:
+        job_id = job_id or self.target(pick)
         worker, attempt = self.fence(job_id, fence)
         self.agree(
             f"cancel_job({job_id}, worker_id={worker!r}, attempt={attempt!r})",
@@ -249,9 +291,8 @@ class QueueMachine(RuleBasedStateMachine):
         )
         self.touched = [job_id]
 
-    @rule(pick=targets)
-    def release(self, pick: int) -> None:
-        job_id = self.target(pick)
+    def release(self, pick: tuple[str, int], job_id: UUID | None = None) -> None:
+        job_id = job_id or self.target(pick)
         outcome = self.agree(
             f"release_job({job_id})",
             lambda: self.model.release(job_id, self.now()),
@@ -262,30 +303,79 @@ class QueueMachine(RuleBasedStateMachine):
             assert actual is expected, f"release_job returned {actual!r}, contract says {expected}"
         self.touched = [job_id]
 
-    @rule(worker=st.sampled_from(WORKERS))
     def release_worker(self, worker: str) -> None:
         expected = self.model.release_worker(worker, self.now())
         actual = self.run(self.queue.release_worker_jobs(worker))
         assert actual == expected, f"release_worker_jobs returned {actual}, contract: {expected}"
 
-    @rule(worker=st.sampled_from(WORKERS))
     def heartbeat(self, worker: str) -> None:
         expected = self.model.heartbeat(worker, self.now())
         actual = self.run(self.queue.heartbeat(worker))
         assert actual == expected, f"heartbeat({worker}) returned {actual}, contract: {expected}"
 
-    @rule()
     def rescue(self) -> None:
         expected = self.model.rescue(self.now())
         actual = self.run(self.queue.rescue_expired_jobs())
         assert actual == expected, f"rescue_expired_jobs returned {actual}, contract: {expected}"
 
-    @rule(step=st.sampled_from(STEPS))
-    def advance_clock(self, step: timedelta) -> None:
-        self.clock.advance(step)
+    @rule(op=st.sampled_from(["complete", "fail", "cancel", "release", "retry"]),
+          pick=targets, fence=st.sampled_from(FENCES), stats=st.none() | json_objects,
+          error=_text, retry_in=st.sampled_from(OFFSETS))  # fmt: skip
+    def act_on_a_job(
+        self,
+        op: str,
+        pick: tuple[str, int],
+        fence: str,
+        stats: dict[str, Any] | None,
+        error: str,
+        retry_in: float | None,
+    ) -> None:
+        """An outcome or operator call on some job (running, pending, finished or unknown)."""
+        if op == "complete":
+            self.complete(pick, fence, stats or {})
+        elif op == "fail":
+            self.fail(pick, fence, error, retry_in)
+        elif op == "cancel":
+            self.cancel(pick, fence, stats)
+        elif op == "release":
+            self.release(pick)
+        else:
+            self.retry(pick)
 
-    @rule(pick=targets)
-    def retry(self, pick: int) -> None:
+    @rule(op=st.sampled_from(["rescue", "heartbeat", "release_worker", "purge"]),
+          worker=st.sampled_from(WORKERS), offset=st.sampled_from([-60.0, 0.0, 1e-6, 60.0]),
+          statuses=st.none() | st.sets(st.sampled_from(["completed", "failed", "cancelled"]),
+                                       min_size=1))  # fmt: skip
+    def maintain(self, op: str, worker: str, offset: float, statuses: set[str] | None) -> None:
+        """A call that acts on many jobs at once."""
+        if op == "rescue":
+            self.rescue()
+        elif op == "heartbeat":
+            self.heartbeat(worker)
+        elif op == "release_worker":
+            self.release_worker(worker)
+        else:
+            self.purge(offset, statuses)
+
+    @rule(step=st.sampled_from(STEPS), then_rescue=st.booleans())
+    def advance_clock(self, step: str, then_rescue: bool) -> None:
+        """Move the fake clock, then (as a worker's periodic rescue would) maybe rescue."""
+        lease = self.queue.lease
+        self.clock.advance(
+            {
+                "µs": timedelta(microseconds=1),
+                "second": timedelta(seconds=1),
+                "half-minute": timedelta(seconds=30),
+                "lease - 0.5 s": lease - timedelta(seconds=0.5),
+                "lease - 1 µs": lease - timedelta(microseconds=1),
+                "lease": lease,
+                "2 leases": 2 * lease,
+            }[step]
+        )
+        if then_rescue:
+            self.rescue()
+
+    def retry(self, pick: tuple[str, int]) -> None:
         job_id = self.target(pick)
         outcome = self.agree(
             f"retry_job({job_id})",
@@ -297,10 +387,6 @@ class QueueMachine(RuleBasedStateMachine):
             self.same_jobs("retry_job", [actual], [expected])
         self.touched = [job_id]
 
-    @precondition(lambda self: bool(self.model.jobs))
-    @rule(offset=st.sampled_from([-60.0, 0.0, 1e-6, 60.0]),
-          statuses=st.none() | st.sets(st.sampled_from(["completed", "failed", "cancelled"]),
-                                       min_size=1))  # fmt: skip
     def purge(self, offset: float, statuses: set[str] | None) -> None:
         cutoff = self.now() + timedelta(seconds=offset)
         wanted = [JobStatus(s) for s in statuses] if statuses else list(JobStatus)[2:]
@@ -309,7 +395,7 @@ class QueueMachine(RuleBasedStateMachine):
         assert actual == expected, f"purge_jobs returned {actual}, contract: {expected}"
 
     @rule(pick=targets, which=st.integers(0, 10))
-    def bad_input(self, pick: int, which: int) -> None:
+    def bad_input(self, pick: tuple[str, int], which: int) -> None:
         job_id = self.target(pick)
         naive = datetime(2030, 1, 1)
         queue = self.queue
@@ -335,17 +421,19 @@ class QueueMachine(RuleBasedStateMachine):
 
     # ----------------------------------------------------------- invariant
 
+    @rule(status=st.sampled_from(list(JobStatus)), limit=st.integers(1, 4))
+    def read_by_status(self, status: JobStatus, limit: int) -> None:
+        n = self.run(self.queue.count_by_status(status))
+        assert n == self.model.counts()[status], f"count_by_status({status}) is {n}"
+        page = self.run(self.queue.list_jobs(status.value, limit=limit))
+        self.same_jobs(f"list_jobs({status}, limit={limit})", page, self.model.list(status, limit))
+
     @invariant()
     def backend_agrees_with_model(self) -> None:
         listed = self.run(self.queue.list_jobs(limit=100_000))
         self.same_jobs("list_jobs()", listed, self.model.list(None, 100_000))
         counts = self.run(self.queue.counts())
         assert counts == self.model.counts(), f"counts() {counts} != {self.model.counts()}"
-        for status in JobStatus:
-            n = self.run(self.queue.count_by_status(status))
-            assert n == self.model.counts()[status], f"count_by_status({status}) is {n}"
-            page = self.run(self.queue.list_jobs(status, limit=3))
-            self.same_jobs(f"list_jobs({status}, limit=3)", page, self.model.list(status, 3))
         for job_id in self.touched:
             job = self.run(self.queue.get_job(job_id))
             model_job = self.model.jobs.get(job_id)
@@ -357,6 +445,13 @@ class QueueMachine(RuleBasedStateMachine):
         self.touched = []
 
 
+async def _opened(opener: Opener, clock: FakeClock) -> JobQueue:
+    return await opener(clock)
+
+
 def state_machine_agrees_with_the_model(h: Harness) -> None:
     """Random sequences of every operation agree with the reference model after every step."""
-    run_state_machine_as_test(lambda: QueueMachine(h.opener), settings=machine_settings())
+    run_state_machine_as_test(
+        lambda: QueueMachine(h.opener),  # type: ignore[arg-type]
+        settings=machine_settings(),
+    )

@@ -23,7 +23,7 @@ from jobqueue import (
     JobStatus,
 )
 
-__all__ = ["LEASE_EXPIRED", "JOB_FIELDS", "Model", "ModelJob", "Refused", "job_differences"]
+__all__ = ["JOB_FIELDS", "LEASE_EXPIRED", "Model", "ModelJob", "Refused", "job_differences"]
 
 LEASE_EXPIRED = "lease expired"
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
@@ -91,7 +91,7 @@ def job_differences(actual: Job, expected: ModelJob) -> list[str]:
     problems = []
     for name, want in expected.expected().items():
         got = getattr(actual, name)
-        if got != want or type(got) is not type(want) and not _same_kind(got, want):
+        if got != want or (type(got) is not type(want) and not _same_kind(got, want)):
             problems.append(f"{name}: backend has {got!r}, contract says {want!r}")
         elif isinstance(got, datetime) and got.utcoffset() != timedelta(0):
             problems.append(f"{name}: {got!r} is not in UTC")

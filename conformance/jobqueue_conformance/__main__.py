@@ -1,0 +1,5 @@
+"""``python -m jobqueue_conformance URL``: the same as ``jobqueue conformance URL``."""
+
+from .cli import main
+
+main()
