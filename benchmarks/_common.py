@@ -31,6 +31,7 @@ class Settings:
     admin_dsn: str
     work_dir: str
     big_table: bool
+    big_table_only: bool = False
 
 
 @dataclass(frozen=True)

@@ -164,144 +164,150 @@ async def run_postgres(settings: Settings, samples: Samples) -> None:
         finally:
             await queue.close()
 
-    async def ours_enqueue_single() -> float:
-        async with fresh_ours() as queue:
-            return await ours.enqueue_single(queue, settings_single)
+    if not settings.big_table_only:
 
-    async def ours_enqueue_batch() -> float:
-        async with fresh_ours() as queue:
-            return await ours.enqueue_batch(queue, settings.jobs)
+        async def ours_enqueue_single() -> float:
+            async with fresh_ours() as queue:
+                return await ours.enqueue_single(queue, settings_single)
 
-    def bare_measure(action: Callable[[], Awaitable[float]], preload: int = 0) -> Measure:
-        async def measure() -> float:
-            await bare.reset(dsn)
-            if preload:
-                await bare.preload(dsn, preload)
-            return await action()
+        async def ours_enqueue_batch() -> float:
+            async with fresh_ours() as queue:
+                return await ours.enqueue_batch(queue, settings.jobs)
 
-        return measure
+        def bare_measure(action: Callable[[], Awaitable[float]], preload: int = 0) -> Measure:
+            async def measure() -> float:
+                await bare.reset(dsn)
+                if preload:
+                    await bare.preload(dsn, preload)
+                return await action()
 
-    def peer_measure(
-        peer: Any, action: Callable[[], Awaitable[float]], preload: int = 0
-    ) -> Measure:
-        async def measure() -> float:
-            await peer.reset(dsn)
-            if preload:
-                await peer.preload(dsn, preload)
-            return await action()
+            return measure
 
-        return measure
+        def peer_measure(
+            peer: Any, action: Callable[[], Awaitable[float]], preload: int = 0
+        ) -> Measure:
+            async def measure() -> float:
+                await peer.reset(dsn)
+                if preload:
+                    await peer.preload(dsn, preload)
+                return await action()
 
-    settings_single = max(200, settings.jobs // 10)
-    single_config = f"1 connection, N={settings_single}"
-    systems: dict[str, Measure] = {
-        OURS: ours_enqueue_single,
-        "bare psycopg": bare_measure(lambda: bare.enqueue_single(dsn, settings_single)),
-    }
-    for name, peer in peers.items():
-        systems[name] = peer_measure(peer, partial(peer.enqueue_single, dsn, settings_single))
-    await runner.rate("enqueue, one per call", single_config, systems)
+            return measure
 
-    systems = {
-        OURS: ours_enqueue_batch,
-        "bare psycopg": bare_measure(lambda: bare.enqueue_batch(dsn, settings.jobs)),
-    }
-    for name, peer in peers.items():
-        systems[name] = peer_measure(peer, partial(peer.enqueue_batch, dsn, settings.jobs))
-    await runner.rate("enqueue, batch", f"{ENQUEUE_BATCH} per call, N={settings.jobs}", systems)
-
-    loop_jobs = max(200, settings.jobs // 10)
-
-    async def ours_api_loop() -> float:
-        async with fresh_ours(pool=10) as queue:
-            await ours.preload(queue, loop_jobs)
-            return await ours.api_loop(queue, loop_jobs, 8)
-
-    await runner.rate(
-        "claim+complete loop",
-        f"8 connections, N={loop_jobs}",
-        {
-            OURS: ours_api_loop,
-            "bare psycopg": bare_measure(lambda: bare.drain(dsn, loop_jobs, 8, 1), loop_jobs),
-        },
-    )
-
-    slow_jobs = max(200, settings.jobs // 20)
-    for workers in settings.workers:
-
-        async def ours_drain(w: int = workers, concurrency: int = 1, n: int = loop_jobs) -> float:
-            async with fresh_ours(pool=max(10, w + 2)) as queue:
-                await ours.preload(queue, n)
-                return await ours.drain([queue] * w, n, concurrency)
+        settings_single = max(200, settings.jobs // 10)
+        single_config = f"1 connection, N={settings_single}"
+        systems: dict[str, Measure] = {
+            OURS: ours_enqueue_single,
+            "bare psycopg": bare_measure(lambda: bare.enqueue_single(dsn, settings_single)),
+        }
+        for name, peer in peers.items():
+            systems[name] = peer_measure(peer, partial(peer.enqueue_single, dsn, settings_single))
+        await runner.rate("enqueue, one per call", single_config, systems)
 
         systems = {
-            OURS: ours_drain,
-            "bare psycopg": bare_measure(
-                partial(bare.drain, dsn, loop_jobs, workers, 1), loop_jobs
-            ),
+            OURS: ours_enqueue_batch,
+            "bare psycopg": bare_measure(lambda: bare.enqueue_batch(dsn, settings.jobs)),
         }
-        if "pgqueuer" in peers:
-            pq = peers["pgqueuer"]
-            systems["pgqueuer"] = peer_measure(
-                pq, partial(pq.drain, dsn, loop_jobs, workers, 1), loop_jobs
-            )
-        await runner.rate("drain, one job per claim", f"{workers} workers, N={loop_jobs}", systems)
-        if "procrastinate" in peers:
-            pr = peers["procrastinate"]
-            await runner.rate(
-                "drain, one job per claim",
-                f"{workers} workers, N={slow_jobs}",
-                {
-                    "procrastinate": peer_measure(
-                        pr, partial(pr.drain, dsn, slow_jobs, workers), slow_jobs
-                    )
-                },
-            )
+        for name, peer in peers.items():
+            systems[name] = peer_measure(peer, partial(peer.enqueue_batch, dsn, settings.jobs))
+        await runner.rate("enqueue, batch", f"{ENQUEUE_BATCH} per call, N={settings.jobs}", systems)
 
-        systems = {
-            OURS: partial(ours_drain, workers, BATCH, settings.jobs),
-            "bare psycopg": bare_measure(
-                partial(bare.drain, dsn, settings.jobs, workers, BATCH), settings.jobs
-            ),
-        }
-        if "pgqueuer" in peers:
-            pq = peers["pgqueuer"]
-            for size in (10, BATCH):
-                systems[f"pgqueuer batch {size}"] = peer_measure(
-                    pq,
-                    partial(pq.drain, dsn, settings.jobs, workers, size),
-                    settings.jobs,
-                )
+        loop_jobs = max(200, settings.jobs // 10)
+
+        async def ours_api_loop() -> float:
+            async with fresh_ours(pool=10) as queue:
+                await ours.preload(queue, loop_jobs)
+                return await ours.api_loop(queue, loop_jobs, 8)
+
         await runner.rate(
-            f"drain, up to {BATCH} per claim", f"{workers} workers, N={settings.jobs}", systems
+            "claim+complete loop",
+            f"8 connections, N={loop_jobs}",
+            {
+                OURS: ours_api_loop,
+                "bare psycopg": bare_measure(lambda: bare.drain(dsn, loop_jobs, 8, 1), loop_jobs),
+            },
         )
 
-    async def ours_latency() -> Sequence[tuple[float, ...]]:
-        async with fresh_ours() as queue:
-            return await ours.latency(queue, settings.latency_jobs, LATENCY_INTERVAL)
+        slow_jobs = max(200, settings.jobs // 20)
+        for workers in settings.workers:
 
-    async def bare_latency() -> Sequence[tuple[float, ...]]:
-        await bare.reset(dsn)
-        return await bare.latency(dsn, settings.latency_jobs, LATENCY_INTERVAL)
+            async def ours_drain(
+                w: int = workers, concurrency: int = 1, n: int = loop_jobs
+            ) -> float:
+                async with fresh_ours(pool=max(10, w + 2)) as queue:
+                    await ours.preload(queue, n)
+                    return await ours.drain([queue] * w, n, concurrency)
 
-    latency_systems: dict[str, Latencies] = {
-        OURS: ours_latency,
-        "bare psycopg": bare_latency,
-    }
-    for name, peer in peers.items():
+            systems = {
+                OURS: ours_drain,
+                "bare psycopg": bare_measure(
+                    partial(bare.drain, dsn, loop_jobs, workers, 1), loop_jobs
+                ),
+            }
+            if "pgqueuer" in peers:
+                pq = peers["pgqueuer"]
+                systems["pgqueuer"] = peer_measure(
+                    pq, partial(pq.drain, dsn, loop_jobs, workers, 1), loop_jobs
+                )
+            await runner.rate(
+                "drain, one job per claim", f"{workers} workers, N={loop_jobs}", systems
+            )
+            if "procrastinate" in peers:
+                pr = peers["procrastinate"]
+                await runner.rate(
+                    "drain, one job per claim",
+                    f"{workers} workers, N={slow_jobs}",
+                    {
+                        "procrastinate": peer_measure(
+                            pr, partial(pr.drain, dsn, slow_jobs, workers), slow_jobs
+                        )
+                    },
+                )
 
-        async def peer_latency(p: Any = peer) -> Sequence[tuple[float, ...]]:
-            await p.reset(dsn)
-            return list(await p.latency(dsn, settings.latency_jobs, LATENCY_INTERVAL))
+            systems = {
+                OURS: partial(ours_drain, workers, BATCH, settings.jobs),
+                "bare psycopg": bare_measure(
+                    partial(bare.drain, dsn, settings.jobs, workers, BATCH), settings.jobs
+                ),
+            }
+            if "pgqueuer" in peers:
+                pq = peers["pgqueuer"]
+                for size in (10, BATCH):
+                    systems[f"pgqueuer batch {size}"] = peer_measure(
+                        pq,
+                        partial(pq.drain, dsn, settings.jobs, workers, size),
+                        settings.jobs,
+                    )
+            await runner.rate(
+                f"drain, up to {BATCH} per claim", f"{workers} workers, N={settings.jobs}", systems
+            )
 
-        latency_systems[name] = peer_latency
-    await runner.latencies(
-        ENQUEUE_TO_START,
-        f"1 job / {LATENCY_INTERVAL * 1000:.0f} ms, N={settings.latency_jobs}",
-        latency_systems,
-    )
+        async def ours_latency() -> Sequence[tuple[float, ...]]:
+            async with fresh_ours() as queue:
+                return await ours.latency(queue, settings.latency_jobs, LATENCY_INTERVAL)
 
-    if settings.big_table:
+        async def bare_latency() -> Sequence[tuple[float, ...]]:
+            await bare.reset(dsn)
+            return await bare.latency(dsn, settings.latency_jobs, LATENCY_INTERVAL)
+
+        latency_systems: dict[str, Latencies] = {
+            OURS: ours_latency,
+            "bare psycopg": bare_latency,
+        }
+        for name, peer in peers.items():
+
+            async def peer_latency(p: Any = peer) -> Sequence[tuple[float, ...]]:
+                await p.reset(dsn)
+                return list(await p.latency(dsn, settings.latency_jobs, LATENCY_INTERVAL))
+
+            latency_systems[name] = peer_latency
+        await runner.latencies(
+            ENQUEUE_TO_START,
+            f"1 job / {LATENCY_INTERVAL * 1000:.0f} ms, N={settings.latency_jobs}",
+            latency_systems,
+        )
+
+    if settings.big_table or settings.big_table_only:
         from . import big_table
 
         await big_table.run(runner, dsn, url, ours_schema)
@@ -550,6 +556,11 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
         action="store_true",
         help="also time claims among 1M finished jobs and 100k future retries (slow to set up)",
     )
+    parser.add_argument(
+        "--big-table-only",
+        action="store_true",
+        help="PostgreSQL: only the big-table claim latency",
+    )
     parser.add_argument("--dsn", default=DEFAULT_ADMIN_DSN, help="an admin DSN of the server")
     parser.add_argument("--markdown", help="also write the table as Markdown to this file")
     args = parser.parse_args(argv)
@@ -566,6 +577,7 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
         admin_dsn=args.dsn,
         work_dir=tempfile.mkdtemp(prefix="jobqueue-bench-"),
         big_table=args.big_table,
+        big_table_only=args.big_table_only,
     )
     return args, settings
 
@@ -584,11 +596,12 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     load_before = os.getloadavg()
     with _work_dir(settings.work_dir):
-        if args.backend in ("memory", "all"):
+        backends = ("postgres",) if args.big_table_only else (args.backend,)
+        if "all" in backends or "memory" in backends:
             asyncio.run(run_memory(settings, samples))
-        if args.backend in ("sqlite", "all"):
+        if "all" in backends or "sqlite" in backends:
             asyncio.run(run_sqlite(settings, samples))
-        if args.backend in ("postgres", "all"):
+        if "all" in backends or "postgres" in backends:
             asyncio.run(run_postgres(settings, samples))
     text = _report.render(
         samples,
