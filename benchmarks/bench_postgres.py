@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import statistics
@@ -282,7 +283,8 @@ async def measure(
     ours: Callable[[Run], Awaitable[float]],
     bare: Callable[[Run], Awaitable[float]],
 ) -> tuple[float, float]:
-    ours_values, bare_values = [], []
+    ours_values: list[float] = []
+    bare_values: list[float] = []
     for _ in range(repeats):
         for values, body in ((bare_values, bare), (ours_values, ours)):
             run = Run(url, label)
@@ -343,8 +345,8 @@ async def main() -> None:
                 url,
                 f"drain{count}",
                 repeats,
-                lambda r, c=count, b=batch: ours_drain(r, jobs, c, b),  # type: ignore[misc]
-                lambda r, c=count, b=batch: bare_drain(r, jobs, c, b),  # type: ignore[misc]
+                functools.partial(ours_drain, jobs=jobs, workers=count, batch=batch),
+                functools.partial(bare_drain, jobs=jobs, workers=count, batch=batch),
             )
             row(f"claim {batch}/call + complete, {count} workers", ours, bare, "/s")
 

@@ -9,8 +9,9 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
@@ -27,6 +28,7 @@ from jobqueue import (
     installed_backends,
 )
 from jobqueue.testing import FakeClock
+from jobqueue_postgres import PostgresJobQueue
 
 SECRET = "s3cret-Pw"
 
@@ -110,8 +112,9 @@ async def test_options_may_come_from_the_url_query(postgres_url: str, postgres_s
         "&notify=false&prepared_statements=off&application_name=jq_options",
     )
     async with jobqueue.connect(url) as queue:
-        assert queue.schema == postgres_schema  # type: ignore[attr-defined]
-        assert queue.pool_size == 2  # type: ignore[attr-defined]
+        assert isinstance(queue, PostgresJobQueue)
+        assert queue.schema == postgres_schema
+        assert queue.pool_size == 2
         await queue.create_job(CreateJobRequest(kind="k"))
         assert await queue.count_by_status(JobStatus.PENDING) == 1
 
@@ -134,7 +137,7 @@ async def test_options_may_come_from_the_url_query(postgres_url: str, postgres_s
     ],
 )
 async def test_bad_options_are_invalid_requests(
-    postgres_url: str, options: dict[str, object], query: str, message: str
+    postgres_url: str, options: dict[str, Any], query: str, message: str
 ) -> None:
     """Unknown options (keyword or libpq query parameter) and invalid values raise
     InvalidRequestError naming the culprit, before anything is written."""
@@ -428,11 +431,12 @@ async def test_outage_fails_fast_and_work_resumes_after(
         ) as queue:
             job = await queue.create_job(CreateJobRequest(kind="before"))
             await proxy.stop()
-            for call in (
+            calls: tuple[Callable[[], Awaitable[object]], ...] = (
                 lambda: queue.create_job(CreateJobRequest(kind="during")),
                 lambda: queue.claim_job("w"),
                 lambda: queue.get_job(job.id),
-            ):
+            )
+            for call in calls:
                 started = time.monotonic()
                 with pytest.raises(BackendUnavailableError):
                     await call()

@@ -20,7 +20,17 @@ from ._options import SCHEMES, parse_options
 if TYPE_CHECKING:
     from ._queue import PostgresJobQueue
 
-__all__ = ["open_postgres"]
+__all__ = ["PostgresJobQueue", "open_postgres"]
+
+
+def __getattr__(name: str) -> Any:
+    # PostgresJobQueue imports psycopg: load it on first use only.
+    if name == "PostgresJobQueue":
+        from ._queue import PostgresJobQueue
+
+        return PostgresJobQueue
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 CAPABILITIES = frozenset({"concurrent_processes", "persistent", "listen_notify"})
 
