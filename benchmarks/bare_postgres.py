@@ -101,9 +101,10 @@ WHERE id = ANY(%s) AND status = 'running' AND worker_id = %s
 """
 
 
-def schema_dsn(dsn: str) -> str:
-    """``dsn`` with this baseline's schema first on the search path."""
-    return psycopg.conninfo.make_conninfo(dsn, options=f"-c search_path={SCHEMA}")
+def schema_dsn(dsn: str, settings: str = "") -> str:
+    """``dsn`` with this baseline's schema first on the search path (and ``settings``,
+    more ``-c name=value`` server settings)."""
+    return psycopg.conninfo.make_conninfo(dsn, options=f"-c search_path={SCHEMA} {settings}")
 
 
 async def reset(dsn: str) -> None:
@@ -117,8 +118,8 @@ async def reset(dsn: str) -> None:
         await conn.execute(DDL)
 
 
-async def connect(dsn: str) -> psycopg.AsyncConnection[Any]:
-    return await psycopg.AsyncConnection.connect(schema_dsn(dsn), autocommit=True)
+async def connect(dsn: str, settings: str = "") -> psycopg.AsyncConnection[Any]:
+    return await psycopg.AsyncConnection.connect(schema_dsn(dsn, settings), autocommit=True)
 
 
 async def preload(dsn: str, count: int) -> None:
@@ -237,10 +238,11 @@ async def latency(dsn: str, count: int, interval: float) -> list[tuple[float, fl
     return [(started_at[i] - enqueued_at[i], started_at[i] - returned_at[i]) for i in enqueued_at]
 
 
-async def claim_latency(dsn: str, probes: int) -> list[float]:
-    """Seconds one claim statement takes when exactly one job is claimable, ``probes`` times."""
+async def claim_latency(dsn: str, probes: int, settings: str = "") -> list[float]:
+    """Seconds one claim statement takes when exactly one job is claimable, ``probes`` times,
+    on a connection with ``settings`` (``-c name=value`` server settings)."""
     samples = []
-    async with await connect(dsn) as conn:
+    async with await connect(dsn, settings) as conn:
         for _ in range(probes):
             await conn.execute(INSERT, (uuid.uuid4(), "noop", Jsonb({})))
             started = time.perf_counter()
