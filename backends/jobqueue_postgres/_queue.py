@@ -12,7 +12,9 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import select
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self, TypeVar
@@ -85,7 +87,6 @@ class PostgresJobQueue(JobQueue):
         self._channel = channel_for(settings.schema)
         self._listener: Listener | None = None
         self._seen = 0
-        self._abandoned: set[asyncio.Future[Any]] = set()
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Any, lease: timedelta, migrate: bool) -> Self:
@@ -150,49 +151,37 @@ class PostgresJobQueue(JobQueue):
         return None if self.clock is None else self.now()
 
     async def _run(self, operation: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
-        """Run ``operation`` on a healthy pooled connection; give up after the ``timeout`` option.
+        """Run ``operation`` on a healthy pooled connection within the ``timeout`` option.
 
-        The operation runs in its own task so that giving up is immediate even
-        when psycopg needs long to cancel a query on a dead connection: that
-        cleanup (and returning the connection to the pool) finishes in the background.
+        Past the deadline the connection's socket is shut down, which makes
+        psycopg fail at once (cancelling the task instead would wait for the
+        server to acknowledge a cancel request, which a hung server never does);
+        the broken connection is then dropped by the pool.
         """
         settings = self._settings
-        task = asyncio.ensure_future(self._on_connection(operation))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.timeout
         try:
-            done, _ = await asyncio.wait((task,), timeout=settings.timeout)
-        except asyncio.CancelledError:
-            self._abandon(task)
-            raise
-        if not done:
-            self._abandon(task)
-            raise BackendUnavailableError(
-                f"PostgreSQL at {settings.display_url} did not answer within "
-                f"{settings.timeout:g} s (the timeout option)"
-            )
-        try:
-            return task.result()
+            conn = await self._acquire(settings.timeout)
+            watchdog = loop.call_at(deadline, _shut_down, conn)
+            try:
+                return await operation(conn)
+            finally:
+                watchdog.cancel()
+                await self._pool.putconn(conn)
         except _UNAVAILABLE as exc:
+            if loop.time() >= deadline:
+                raise BackendUnavailableError(
+                    f"PostgreSQL at {settings.display_url} did not answer within "
+                    f"{settings.timeout:g} s (the timeout option)"
+                ) from None
             raise _unavailable(settings, exc, "lost") from None
         except psycopg.DataError as exc:
             raise InvalidRequestError(
                 f"PostgreSQL rejected a value: {settings.scrub(str(exc))}"
             ) from None
 
-    async def _on_connection(self, operation: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
-        conn = await self._acquire()
-        try:
-            return await operation(conn)
-        finally:
-            await self._pool.putconn(conn)
-
-    def _abandon(self, task: asyncio.Future[Any]) -> None:
-        """Cancel a call nobody waits for any more; keep it referenced until it has cleaned up."""
-        task.cancel()
-        self._abandoned.add(task)
-        task.add_done_callback(self._abandoned.discard)
-        task.add_done_callback(_consume_result)
-
-    async def _acquire(self) -> AsyncConnection[Any]:
+    async def _acquire(self, timeout: float) -> AsyncConnection[Any]:
         """A pooled connection, skipping (and replacing) ones the server has closed.
 
         An idle connection has nothing to read; if its socket is readable the
@@ -200,7 +189,7 @@ class PostgresJobQueue(JobQueue):
         connection is dropped before a statement is wasted on it.
         """
         while True:
-            conn: AsyncConnection[Any] = await self._pool.getconn()
+            conn: AsyncConnection[Any] = await self._pool.getconn(timeout)
             if not _closed_by_server(conn):
                 return conn
             await conn.close()
@@ -408,8 +397,6 @@ class PostgresJobQueue(JobQueue):
     async def _close(self) -> None:
         if self._listener is not None:
             await self._listener.close()
-        if self._abandoned:
-            await asyncio.wait(set(self._abandoned), timeout=1.0)
         await self._pool.close(timeout=1.0)
 
 
@@ -432,9 +419,18 @@ def _unavailable(settings: Settings, exc: BaseException, what: str) -> BackendUn
     )
 
 
-def _consume_result(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
+def _shut_down(conn: AsyncConnection[Any]) -> None:
+    """Cut a connection's socket (both ways) so that whatever waits on it fails now."""
+    try:
+        sock = socket.socket(fileno=os.dup(conn.pgconn.socket))
+    except (OSError, psycopg.Error):
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
 
 
 def _closed_by_server(conn: AsyncConnection[Any]) -> bool:
