@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 FINISHED = 1_000_000
 RETRIES = 100_000
 PROBES = 200
-NO_FLUSH_WAIT = "-c synchronous_commit=off"
+NO_FLUSH_WAIT = "-csynchronous_commit=off"
 
 
 async def _fill(dsn: str, schema: str) -> None:
