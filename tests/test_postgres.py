@@ -658,3 +658,45 @@ async def test_claim_reads_only_the_head_of_the_claim_index(
         int(part.split("=")[1]) for part in top.split() if part.startswith(("hit=", "read="))
     )
     assert hits < 100, plan
+
+
+# ------------------------------------------------------------------ coalesced completions
+
+
+async def test_concurrent_completions_are_each_checked(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """Completions issued at once on one handle (written together) keep every per-job rule:
+    a wrong fence is refused, a second completion of the same job is refused, an unstorable
+    value fails only its own call, and the rest are stored with their own stats."""
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as queue:
+        await queue.create_jobs([CreateJobRequest(kind="k", payload={"i": i}) for i in range(40)])
+        jobs = sorted(await queue.claim_jobs("w", 40), key=lambda job: job.payload["i"])
+        assert len(jobs) == 40
+        calls = []
+        for i, job in enumerate(jobs):
+            if i % 10 == 3:
+                calls.append(queue.complete_job(job.id, {"i": i}, worker_id="intruder"))
+            elif i % 10 == 7:
+                calls.append(queue.complete_job(job.id, {"bad": "\x00"}, worker_id="w"))
+            elif i % 10 == 9:
+                calls.append(queue.complete_job(job.id, {"i": i}, attempt=2))
+            else:
+                calls.append(queue.complete_job(job.id, {"i": i}, worker_id="w", attempt=1))
+            if i % 10 == 5:
+                calls.append(queue.complete_job(job.id, {"i": -i}, worker_id="w", attempt=1))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+
+        refused = [r for r in results if isinstance(r, jobqueue.InvalidTransitionError)]
+        invalid = [r for r in results if isinstance(r, InvalidRequestError)]
+        assert len(refused) == 4 + 4 + 4  # intruders, wrong attempts, second completions
+        assert len(invalid) == 4
+        assert sum(r is None for r in results) == 28
+        for i, job in enumerate(jobs):
+            stored = await queue.get_job(job.id)
+            assert stored is not None
+            if i % 10 in (3, 7, 9):
+                assert stored.status is JobStatus.RUNNING and stored.stats is None
+            else:
+                assert stored.status is JobStatus.COMPLETED
+                assert stored.stats is not None and abs(stored.stats["i"]) == i

@@ -37,6 +37,7 @@ from jobqueue import (
 from jobqueue.backend import NO_FENCE, Fence, Outcome, explain_refusal
 
 from . import _schema
+from ._coalesce import Coalescer, Completion
 from ._notify import Listener
 from ._options import Settings
 from ._sql import Statements, statements
@@ -87,6 +88,7 @@ class PostgresJobQueue(JobQueue):
         self._channel = channel_for(settings.schema)
         self._listener: Listener | None = None
         self._seen = 0
+        self._completions = Coalescer(self._complete_one, self._complete_many)
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Any, lease: timedelta, migrate: bool) -> Self:
@@ -291,10 +293,29 @@ class PostgresJobQueue(JobQueue):
         return [_job(row) for row in rows]
 
     async def _complete_job(self, job_id: UUID, stats: dict[str, Any], fence: Fence) -> None:
-        params = _fence_params(Outcome.COMPLETE, job_id, fence, self._now_param())
-        params["stats"] = json.dumps(stats)
-        if not await self._rowcount(self._sql.complete, params):
+        if self._completions.busy:
+            completed = await self._completions.submit(job_id, json.dumps(stats), fence)
+        else:
+            with self._completions.direct():
+                completed = await self._complete_one(job_id, json.dumps(stats), fence)
+        if not completed:
             await self._refuse(Outcome.COMPLETE, job_id, fence)
+
+    async def _complete_one(self, job_id: UUID, stats: str, fence: Fence) -> bool:
+        params = _fence_params(Outcome.COMPLETE, job_id, fence, self._now_param())
+        params["stats"] = stats
+        return bool(await self._rowcount(self._sql.complete, params))
+
+    async def _complete_many(self, batch: Sequence[Completion]) -> set[UUID]:
+        """Complete ``batch`` in one statement; the ids whose compare-and-set matched."""
+        params = {
+            "now": self._now_param(),
+            "ids": [c.job_id for c in batch],
+            "stats": [c.stats for c in batch],
+            "workers": [c.fence.worker_id for c in batch],
+            "attempts": [c.fence.attempt for c in batch],
+        }
+        return {row[0] for row in await self._fetchall(self._sql.complete_many, params)}
 
     async def _fail_job(
         self, job_id: UUID, error: str, next_retry_at: datetime | None, fence: Fence
@@ -395,6 +416,7 @@ class PostgresJobQueue(JobQueue):
         self._seen = listener.count
 
     async def _close(self) -> None:
+        await self._completions.close()
         if self._listener is not None:
             await self._listener.close()
         await self._pool.close(timeout=1.0)

@@ -15,6 +15,9 @@ have fallen due since (a range scan of their own index, usually empty),
 claims the best of both in claim order and marks the due rows it did not
 claim ready, all in one statement.
 
+Completions that arrive while another is being written are written together
+by :data:`complete_many`, each row with its own compare-and-set.
+
 Wake-ups: a statement that makes jobs claimable sends one ``pg_notify`` on the
 queue's channel (``WAKE``), only when it changed a row, so a transaction sends
 at most one notification however many jobs it touches.
@@ -119,6 +122,16 @@ _TEXT = {
         SET status = 'completed', stats = %(stats)s::jsonb, finished_at = {NOW},
             lease_expires_at = NULL, updated_at = {NOW}
         WHERE id = %(id)s::uuid AND {_FENCE}""",
+    "complete_many": f"""
+        UPDATE {{jobs}} j
+        SET status = 'completed', stats = u.stats::jsonb, finished_at = {NOW},
+            lease_expires_at = NULL, updated_at = {NOW}
+        FROM unnest(%(ids)b::uuid[], %(stats)b::text[], %(workers)b::text[],
+                    %(attempts)b::integer[]) AS u(id, stats, worker, attempt)
+        WHERE j.id = u.id AND j.status = 'running'
+          AND (u.worker IS NULL OR j.worker_id = u.worker)
+          AND (u.attempt IS NULL OR j.attempts = u.attempt)
+        RETURNING j.id""",
     "fail_final": f"""
         UPDATE {{jobs}}
         SET status = 'failed', error = %(error)s::text, finished_at = {NOW},
@@ -219,6 +232,7 @@ class Statements:
     claim: bytes
     claim_queues: bytes
     complete: bytes
+    complete_many: bytes
     fail_final: bytes
     fail_retry: bytes
     cancel: bytes
