@@ -48,6 +48,7 @@ class Check:
     doc: str
 
     def __call__(self, harness: Harness) -> None:
+        __tracebackhide__ = True
         result = self.function(harness)
         if inspect.iscoroutine(result):
             harness.run(result)

@@ -91,6 +91,7 @@ class Harness:
         self._handles: list[JobQueue] = []
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        __tracebackhide__ = True
         return self._runner.run(coro)
 
     async def open(

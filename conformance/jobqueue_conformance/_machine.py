@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -77,10 +77,14 @@ targets = st.tuples(
 
 
 def machine_settings() -> settings:
-    """The loaded Hypothesis profile, with the health checks a slow backend would trip removed."""
+    """The loaded Hypothesis profile, less the health checks a slow backend would trip and
+    the explain phase (on a state machine it costs minutes and adds little to the steps)."""
+    loaded = settings()
     return settings(
+        loaded,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        phases=[phase for phase in loaded.phases if phase is not Phase.explain],
     )
 
 
@@ -98,6 +102,7 @@ class QueueMachine(RuleBasedStateMachine):
         self.touched: list[UUID] = []
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        __tracebackhide__ = True
         return self.runner.run(coro)
 
     def teardown(self) -> None:
@@ -451,6 +456,7 @@ async def _opened(opener: Opener, clock: FakeClock) -> JobQueue:
 
 def state_machine_agrees_with_the_model(h: Harness) -> None:
     """Random sequences of every operation agree with the reference model after every step."""
+    __tracebackhide__ = True
     run_state_machine_as_test(
         lambda: QueueMachine(h.opener),  # type: ignore[arg-type]
         settings=machine_settings(),

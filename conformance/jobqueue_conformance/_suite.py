@@ -66,6 +66,7 @@ class QueueConformance:
 
 def _test_method(check: Check) -> Callable[[QueueConformance, Harness], None]:
     def test(self: QueueConformance, conformance_harness: Harness) -> None:
+        __tracebackhide__ = True
         for capability in check.requires:
             if capability not in conformance_harness.capabilities:
                 pytest.skip(f"the backend does not claim the {capability!r} capability")

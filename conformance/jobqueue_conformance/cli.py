@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from jobqueue import JobQueueError
+
 from ._runner import run
 
 __all__ = ["conformance_command", "main"]
@@ -54,5 +56,13 @@ def conformance_command(
 
 
 def main() -> None:
-    """Entry point for ``python -m jobqueue_conformance``."""
-    conformance_command(prog_name="jobqueue conformance")
+    """Entry point for ``python -m jobqueue_conformance``: exit 2 with the message when the
+    URL cannot be used (unknown scheme, unreachable backend)."""
+    try:
+        conformance_command(prog_name="jobqueue conformance", standalone_mode=False)
+    except JobQueueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None

@@ -5,7 +5,7 @@ scanned on every call). Each ``BROKEN`` variant breaks exactly one rule of the
 contract; the suite must fail on every one of them and pass on the naive queue.
 """
 
-from ._naive import NaiveQueue, NaiveStore, opener
+from ._naive import NaiveQueue, NaiveStore, opener, register
 from ._variants import BROKEN, SEQUENTIAL_BUGS
 
-__all__ = ["BROKEN", "SEQUENTIAL_BUGS", "NaiveQueue", "NaiveStore", "opener"]
+__all__ = ["BROKEN", "SEQUENTIAL_BUGS", "NaiveQueue", "NaiveStore", "opener", "register"]

@@ -334,3 +334,18 @@ def opener(cls: type[NaiveQueue]) -> Callable[[Any], Any]:
         return cls(store, clock=clock, lease=timedelta(minutes=5))
 
     return open_queue
+
+
+def register(cls: type[NaiveQueue]) -> str:
+    """Register ``cls`` for URLs ``<lowercased class name>://NAME`` (one store per URL);
+    returns the scheme."""
+    import jobqueue
+
+    stores: dict[str, NaiveStore] = {}
+
+    def open_url(url: str, *, clock: Any, lease: timedelta, migrate: bool) -> NaiveQueue:
+        return cls(stores.setdefault(url, NaiveStore()), clock=clock, lease=lease)
+
+    scheme = cls.__name__.lower()
+    jobqueue.register_backend(scheme, open_url, capabilities=cls.capabilities)
+    return scheme
