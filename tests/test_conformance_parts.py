@@ -100,7 +100,8 @@ def test_other():
 """
     )
     result = pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", "-p", "no:asyncio", "-m", "not jobqueue_conformance", "--strict-markers"
+        "-p", "no:cacheprovider", "-p", "no:asyncio",
+        "-m", "not jobqueue_conformance", "--strict-markers",
     )  # fmt: skip
     result.assert_outcomes(passed=1, deselected=35)
 
