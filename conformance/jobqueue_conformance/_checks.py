@@ -221,7 +221,8 @@ async def create_jobs_keeps_order_and_is_all_or_nothing(h: Harness) -> None:
 
 @check()
 async def list_jobs_is_newest_first_with_filter_and_limit(h: Harness) -> None:
-    """list_jobs: exactly the reverse of creation order (ties by call order), filter, limit."""
+    """list_jobs: exactly the reverse of creation order (ties by call order), filter, limit
+    (100 by default)."""
     queue = await h.fresh()
     made = [await queue.create_job(req("a0"))]
     made += await queue.create_jobs([req("b0"), req("b1")])
@@ -237,6 +238,10 @@ async def list_jobs_is_newest_first_with_filter_and_limit(h: Harness) -> None:
     assert kinds(await queue.list_jobs("pending", limit=3)) == ["c0", "a1", "b1"], (
         "status given as a string, or limit with a filter, handled wrongly"
     )
+    await queue.create_jobs([req(f"many{i}") for i in range(100)])
+    listed = await queue.list_jobs()
+    assert len(listed) == 100, f"list_jobs() without a limit must return 100, got {len(listed)}"
+    assert listed[0].kind == "many99" and listed[-1].kind == "many0"
 
 
 @check()
