@@ -10,7 +10,6 @@ outcome is written by a statement of its own kind.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,9 +123,7 @@ class OutcomeWriter:
                 changed = {batch[0].job_id} if await self._db.fetch(statement, params) else set()
             else:
                 rows = [change.row() for change in batch]
-                found = await self._db.fetch(
-                    sql.OUTCOMES, {"batch": json.dumps(rows, ensure_ascii=False)}
-                )
+                found = await self._db.fetch(sql.OUTCOMES, {"batch": sql.dump_json(rows)})
                 changed = {row[0] for row in found}
         except Exception as exc:
             if len(batch) == 1 or is_busy(exc.__cause__ or exc):

@@ -95,13 +95,12 @@ class SQLiteJobQueue(JobQueue):
                 for row in rows:
                     await run(sql.CREATE_ONE, row)
         else:
-            batch = json.dumps(
+            batch = sql.dump_json(
                 [
                     [r["id"], r["kind"], r["payload"], r["queue"], r["priority"],
                      r["max_attempts"], r["run_at"]]
                     for r in rows
-                ],
-                ensure_ascii=False,
+                ]
             )  # fmt: skip
             await self._db.fetch(sql.CREATE, {"now": micros, "batch": batch})
         self._wake()

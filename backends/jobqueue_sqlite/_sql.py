@@ -43,8 +43,12 @@ def _moment(micros: int | None) -> datetime | None:
     return None if micros is None else EPOCH + timedelta(microseconds=micros)
 
 
-def dump_json(value: dict[str, Any]) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def dump_json(value: Any) -> str:
+    """Compact JSON text of a JSON value (payloads, stats and statement batches)."""
+    return _ENCODER.encode(value)
 
 
 def job_from_row(row: Sequence[Any]) -> Job:
