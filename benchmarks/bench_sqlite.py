@@ -33,6 +33,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
+
 import jobqueue
 from jobqueue import CreateJobRequest
 from jobqueue.backend import Fence
@@ -229,6 +231,29 @@ def drain_rate(
     return count / elapsed
 
 
+async def hop_micros(path: Path, calls: int = 2000) -> tuple[float, float]:
+    """Microseconds per ``SELECT 1`` through aiosqlite and through bare sqlite3.
+
+    The difference is the cost of one trip to aiosqlite's thread and back on
+    this machine, now: the floor under every operation of the backend.
+    """
+    connection = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        started = time.perf_counter()
+        for _ in range(calls):
+            await connection.execute_fetchall("SELECT 1")
+        through_thread = (time.perf_counter() - started) / calls * 1e6
+    finally:
+        await connection.close()
+    bare = sqlite3.connect(path, isolation_level=None)
+    started = time.perf_counter()
+    for _ in range(calls):
+        bare.execute("SELECT 1").fetchall()
+    direct = (time.perf_counter() - started) / calls * 1e6
+    bare.close()
+    return through_thread, direct
+
+
 def create_figure(kind: str, directory: Path, count: int) -> float:
     path = new_file(directory, kind)
     if kind == "bare":
@@ -274,6 +299,9 @@ def main() -> None:
     rows: list[tuple[str, tuple[float, float, float]]] = []
     with tempfile.TemporaryDirectory(prefix="bench-sqlite-") as tmp:
         directory = Path(tmp)
+        hops = [asyncio.run(hop_micros(directory / "hop.db")) for _ in range(repeats)]
+        through_thread = statistics.median(h[0] for h in hops)
+        direct = statistics.median(h[1] for h in hops)
 
         def create(kind: str) -> float:
             return create_figure(kind, directory, jobs * 4)
@@ -308,6 +336,10 @@ def main() -> None:
     print(
         f"{jobs} jobs per drain, {jobs * 4} per create run; jobs/s, medians of {repeats} "
         "alternating runs; ratio: median of the per-run ratios jobqueue / bare"
+    )
+    print(
+        f"SELECT 1 round trip: {through_thread:.0f} us through aiosqlite's thread, "
+        f"{direct:.1f} us bare"
     )
     print("claim+complete workloads complete with fencing (worker and attempt)")
     width = max(len(title) for title, _ in rows)
