@@ -11,10 +11,9 @@ lower is better for latency). The bare loop uses the backend's own
 statements on plain ``psycopg.AsyncConnection`` objects (autocommit, prepared
 after five executions), so the ratio is the cost of the library around the SQL:
 pool checkout, validation, building ``Job`` objects, error mapping. One
-difference is the library's own: completions that several workers of one handle
-issue at the same moment are written together in one statement, while the
-bare loop commits each alone; with several workers that is where a ratio above
-1 comes from.
+difference is the library's own: completions beyond half the pool that several
+workers of one handle issue at the same moment are written together in one
+statement, while the bare loop commits each alone.
 
 Workloads: enqueue one at a time and in batches; claim + complete with 1, 4,
 8 and 16 concurrent workers (tasks in this process, one connection each),

@@ -1,8 +1,8 @@
 """Group commit for completions on one queue handle.
 
-A completion that arrives while none is being written goes straight to the
-database. Completions that arrive while one is in flight (many worker tasks
-finishing at once) wait for a moment and are then written together, one
+Up to ``limit`` completions are written at the same time, each alone. Those
+that arrive while ``limit`` writes are in flight (many worker tasks finishing
+at once) wait and are then written together as soon as a write finishes: one
 statement and one commit for all of them, each row still its own
 compare-and-set. Every caller returns only after its own row was written or
 refused, so nothing is reported done before it is committed.
@@ -11,8 +11,7 @@ refused, so nothing is reported done before it is committed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -34,53 +33,47 @@ class Completion:
 
 
 class Coalescer:
-    """Writes completions alone when the handle is quiet and in batches when it is busy."""
+    """Writes completions alone while few are in flight, in batches beyond ``limit``."""
 
-    def __init__(self, one: One, many: Many) -> None:
+    def __init__(self, one: One, many: Many, limit: int) -> None:
         self._one = one
         self._many = many
-        self._direct = 0
+        self._limit = max(1, limit)
+        self._in_flight = 0
         self._pending: list[Completion] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
 
-    @property
-    def busy(self) -> bool:
-        """True while a completion is being written: new ones should :meth:`submit`."""
-        return self._direct > 0 or self._flusher is not None
-
-    @contextlib.contextmanager
-    def direct(self) -> Iterator[None]:
-        """Mark a completion written directly as in flight."""
-        self._direct += 1
-        try:
-            yield
-        finally:
-            self._direct -= 1
-
-    async def submit(self, job_id: UUID, stats: str, fence: Fence) -> bool:
-        """Queue a completion for the next batch; True when its compare-and-set matched."""
+    async def complete(self, job_id: UUID, stats: str, fence: Fence) -> bool:
+        """Write one completion; True when its compare-and-set matched."""
+        if self._in_flight < self._limit:
+            self._in_flight += 1
+            try:
+                return await self._one(job_id, stats, fence)
+            finally:
+                self._in_flight -= 1
+                self._start_batches()
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending.append(Completion(job_id, stats, fence, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
         return await future
 
     async def close(self) -> None:
         """Wait until every queued completion has been written."""
-        if self._flusher is not None:
-            await asyncio.wait((self._flusher,))
+        while self._batches:
+            await asyncio.wait(set(self._batches))
 
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch = self._next_batch()
-                if batch:
-                    await self._write(batch)
-        finally:
-            self._flusher = None
-            for completion in self._pending:
-                _fail(completion, BackendUnavailableError("the queue stopped writing completions"))
-            self._pending = []
+    def _start_batches(self) -> None:
+        while self._pending and self._in_flight < self._limit:
+            batch = self._next_batch()
+            if batch:
+                self._in_flight += 1
+                task = asyncio.create_task(self._write(batch))
+                self._batches.add(task)
+                task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._batches.discard(task)
+        self._in_flight -= 1
+        self._start_batches()
 
     def _next_batch(self) -> list[Completion]:
         """Every live queued completion, but at most one per job (the others wait)."""

@@ -88,7 +88,10 @@ class PostgresJobQueue(JobQueue):
         self._channel = channel_for(settings.schema)
         self._listener: Listener | None = None
         self._seen = 0
-        self._completions = Coalescer(self._complete_one, self._complete_many)
+        # Half the pool may write completions at once; more wait and are written together.
+        self._completions = Coalescer(
+            self._complete_one, self._complete_many, limit=settings.max_size // 2
+        )
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Any, lease: timedelta, migrate: bool) -> Self:
@@ -293,12 +296,7 @@ class PostgresJobQueue(JobQueue):
         return [_job(row) for row in rows]
 
     async def _complete_job(self, job_id: UUID, stats: dict[str, Any], fence: Fence) -> None:
-        if self._completions.busy:
-            completed = await self._completions.submit(job_id, json.dumps(stats), fence)
-        else:
-            with self._completions.direct():
-                completed = await self._complete_one(job_id, json.dumps(stats), fence)
-        if not completed:
+        if not await self._completions.complete(job_id, json.dumps(stats), fence):
             await self._refuse(Outcome.COMPLETE, job_id, fence)
 
     async def _complete_one(self, job_id: UUID, stats: str, fence: Fence) -> bool:
