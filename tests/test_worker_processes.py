@@ -8,6 +8,7 @@ here, kept short: a lease of 2 s, heartbeats every 0.5 s.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import os
 import signal
@@ -95,6 +96,8 @@ class Child:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGUSR1)  # the child prints where it is stuck
+            time.sleep(1)
             self.process.kill()
             self.process.wait()
             pytest.fail(f"the worker process did not exit in {timeout}s:\n{self.output()}")
@@ -274,8 +277,16 @@ def _child(config: dict[str, Any]) -> None:
         asyncio.run(_child_main(config, runs))
 
 
+def _dump_tasks() -> None:
+    faulthandler.dump_traceback(sys.stdout, all_threads=True)
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stdout)
+    sys.stdout.flush()
+
+
 async def _child_main(config: dict[str, Any], runs: TextIO) -> None:
     worker_id: str = config["worker_id"]
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
 
     async def sleep(job: Job) -> dict[str, str]:
         runs.write(f"{job.id}\n")
@@ -294,6 +305,10 @@ async def _child_main(config: dict[str, Any], runs: TextIO) -> None:
             poll_interval=0.05,
         )
         await worker.run(drain=config["drain"])
+        print("closing the queue", flush=True)
+    print("closed the queue", flush=True)
+    # A process still alive 15 s later shows where it hangs in the log.
+    faulthandler.dump_traceback_later(15, file=sys.stdout)
 
 
 if __name__ == "__main__":
