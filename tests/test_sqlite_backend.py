@@ -25,7 +25,7 @@ from jobqueue import (
     JobStatus,
 )
 from jobqueue.testing import FakeClock
-from jobqueue_sqlite import LATEST_VERSION, SQLiteJobQueue
+from jobqueue_sqlite import LATEST_VERSION, SQLiteJobQueue, _schema
 from jobqueue_sqlite._schema import APPLICATION_ID
 
 
@@ -172,17 +172,27 @@ async def test_migrate_false_on_a_migrated_file_works(tmp_path: Path) -> None:
 
 
 async def test_old_schema_is_refused_without_migrate_and_upgraded_with_it(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A file whose recorded version is older than the library's needs migrate=True."""
+    """When the library knows a newer schema version than the file has, migrate=False is
+    refused saying how to migrate, and migrate=True applies the missing steps once,
+    keeping the jobs."""
     path = tmp_path / "q.db"
-    async with jobqueue.connect(url_for(path)):
-        pass
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE jobqueue_meta SET value = '0' WHERE key = 'schema_version'")
-    db.close()
-    with pytest.raises(BackendUnavailableError, match="old schema"):
+    async with jobqueue.connect(url_for(path)) as queue:
+        job = await queue.create_job(CreateJobRequest(kind="k"))
+    step = ("CREATE TABLE jobqueue_extra (x INTEGER)",)
+    monkeypatch.setattr(_schema, "MIGRATIONS", (*_schema.MIGRATIONS, step))
+    monkeypatch.setattr(_schema, "LATEST_VERSION", LATEST_VERSION + 1)
+    with pytest.raises(BackendUnavailableError, match=r"old schema.*jobqueue migrate"):
         await jobqueue.connect(url_for(path), migrate=False)
+    for _ in range(2):
+        async with jobqueue.connect(url_for(path)) as queue:
+            assert await queue.get_job(job.id) == job
+    with sqlite3.connect(path) as db:
+        version = db.execute("SELECT value FROM jobqueue_meta WHERE key = 'schema_version'")
+        assert int(version.fetchone()[0]) == LATEST_VERSION + 1
+        assert db.execute("SELECT count(*) FROM jobqueue_extra").fetchone()[0] == 0
+    db.close()
 
 
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:
