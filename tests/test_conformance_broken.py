@@ -4,6 +4,7 @@ every deliberately broken one (see tests/broken_backends)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import Phase, settings
@@ -86,3 +87,31 @@ def test_the_state_machine_alone_finds_each_sequential_bug(
     assert "state = " in result.stdout.str() or "Falsifying" in result.stdout.str(), (
         result.stdout.str()
     )
+
+
+def test_the_process_check_catches_a_backend_unsafe_across_processes(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claimer processes on the example file backend with its lock removed: the history
+    checker reports jobs claimed twice (or lost)."""
+    pytester.makepyfile(
+        test_suite="""
+import pytest
+from broken_backends import UnlockedFileSpec
+from jobqueue_conformance import QueueConformance
+
+class TestUnlocked(QueueConformance):
+    capabilities = {"concurrent_processes"}
+
+    @pytest.fixture
+    def open_queue(self, tmp_path):
+        return UnlockedFileSpec(str(tmp_path / "queue.json"))
+"""
+    )
+    # In a subprocess: claimer processes and an in-process pytester session do not mix.
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:asyncio", "-k", "separate_processes"
+    )  # fmt: skip
+    result.assert_outcomes(failed=1)
+    assert "concurrent claimer processes:" in result.stdout.str(), result.stdout.str()

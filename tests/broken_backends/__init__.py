@@ -6,6 +6,15 @@ contract; the suite must fail on every one of them and pass on the naive queue.
 """
 
 from ._naive import NaiveQueue, NaiveStore, opener, register
+from ._unlocked import UnlockedFileSpec
 from ._variants import BROKEN, SEQUENTIAL_BUGS
 
-__all__ = ["BROKEN", "SEQUENTIAL_BUGS", "NaiveQueue", "NaiveStore", "opener", "register"]
+__all__ = [
+    "BROKEN",
+    "SEQUENTIAL_BUGS",
+    "NaiveQueue",
+    "NaiveStore",
+    "UnlockedFileSpec",
+    "opener",
+    "register",
+]
