@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import os
 import select
 import socket
@@ -43,8 +42,6 @@ from ._options import Settings
 from ._sql import Statements, statements
 
 __all__ = ["PostgresJobQueue"]
-
-logger = logging.getLogger("jobqueue.postgres")
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -99,16 +96,10 @@ class PostgresJobQueue(JobQueue):
         _check_conninfo(settings)
         queue_name = f"jobqueue {settings.display_url} schema={settings.schema}"
         try:
-            async with asyncio.timeout(settings.connect_timeout + settings.timeout):
-                conn = await asyncio.wait_for(
-                    AsyncConnection.connect(settings.conninfo, autocommit=True),
-                    settings.connect_timeout,
-                )
-                async with conn:
-                    if migrate:
-                        await _schema.migrate(conn, settings.schema, settings.display_url)
-                    else:
-                        await _schema.require_current(conn, settings.schema, settings.display_url)
+            conn = await asyncio.wait_for(
+                AsyncConnection.connect(settings.conninfo, autocommit=True),
+                settings.connect_timeout,
+            )
         except TimeoutError:
             raise BackendUnavailableError(
                 f"cannot reach PostgreSQL at {settings.display_url}: "
@@ -116,6 +107,17 @@ class PostgresJobQueue(JobQueue):
             ) from None
         except psycopg.Error as exc:
             raise _unavailable(settings, exc, "cannot open") from None
+        watchdog = asyncio.get_running_loop().call_later(settings.timeout, _shut_down, conn)
+        try:
+            async with conn:
+                if migrate:
+                    await _schema.migrate(conn, settings.schema, settings.display_url)
+                else:
+                    await _schema.require_current(conn, settings.schema, settings.display_url)
+        except psycopg.Error as exc:
+            raise _unavailable(settings, exc, "cannot open") from None
+        finally:
+            watchdog.cancel()
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             settings.conninfo,
             kwargs={
@@ -457,9 +459,18 @@ def _closed_by_server(conn: AsyncConnection[Any]) -> bool:
     if conn.closed or conn.broken:
         return True
     try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        return _readable(conn.fileno())
     except (OSError, ValueError):
         return True
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has input (or EOF) waiting, without blocking."""
+    if hasattr(select, "poll"):  # no limit on descriptor numbers, unlike select()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select([fd], [], [], 0)
     return bool(readable)
 
 
