@@ -920,7 +920,7 @@ async def rescue_racing_completion_has_one_winner(h: Harness) -> None:
     """A fenced completion racing a rescue: exactly one of them wins for each job."""
     first = await h.fresh()
     second = await h.open()
-    created = await first.create_jobs([req() for _ in range(20)])
+    await first.create_jobs([req() for _ in range(20)])
     claimed = await first.claim_jobs("w", 20)
     assert len(claimed) == 20
     h.clock.advance(first.lease)
@@ -943,7 +943,6 @@ async def rescue_racing_completion_has_one_winner(h: Harness) -> None:
         assert status is want, (
             f"job {job.id} is {status}; its completion {'won' if won else 'lost'}"
         )
-    assert len(created) == 20
 
 
 @check("persistent")

@@ -94,11 +94,9 @@ class Harness:
         __tracebackhide__ = True
         return self._runner.run(coro)
 
-    async def open(
-        self, clock: Callable[[], datetime] | None = None, *, fake: bool = True
-    ) -> JobQueue:
-        """A new handle on the test's queue, on the harness's fake clock unless told otherwise."""
-        queue = await self.opener(clock if clock is not None or not fake else self.clock)
+    async def open(self) -> JobQueue:
+        """A new handle on the test's queue, on the harness's fake clock."""
+        queue = await self.opener(self.clock)
         if not isinstance(queue, JobQueue):
             raise TypeError(f"open_queue must give a JobQueue, got {type(queue).__name__}")
         self._handles.append(queue)
