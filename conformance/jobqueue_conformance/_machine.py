@@ -47,8 +47,10 @@ QUEUES = ("default", "q1", "q2")
 QUEUE_FILTERS: tuple[tuple[str, ...] | None, ...] = (None, ("default",), ("q1", "q2"), ("q2",))
 FENCES = ("none", "current", "none", "current", "stale", "wrong_worker", "wrong_attempt",
           "worker_only", "attempt_only")  # fmt: skip
-STEPS = ("µs", "second", "half-minute", "lease - 0.5 s", "lease - 1 µs", "lease", "2 leases")
-"""Clock moves, some relative to the queue's lease: the boundaries where leases expire."""
+STEPS = ("µs", "second", "half-minute", "lease - 0.5 s", "lease - 1 µs", "lease", "2 leases",
+         "back a minute")  # fmt: skip
+"""Clock moves, some relative to the queue's lease (the boundaries where leases expire), and
+one backwards (system clocks do that): creation order then differs from call order."""
 OFFSETS = (None, None, None, -10.0, 0.0, 5.0, 60.0, 600.0)
 OUTCOMES = ("complete", "fail", "retry", "cancel", "release", "keep", "heartbeat")
 
@@ -375,6 +377,7 @@ class QueueMachine(RuleBasedStateMachine):
                 "lease - 1 µs": lease - timedelta(microseconds=1),
                 "lease": lease,
                 "2 leases": 2 * lease,
+                "back a minute": -timedelta(minutes=1),
             }[step]
         )
         if then_rescue:
