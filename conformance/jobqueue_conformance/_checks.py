@@ -15,6 +15,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID, uuid4
 
+import pytest
+
 from jobqueue import (
     CreateJobRequest,
     InvalidRequestError,
@@ -26,7 +28,7 @@ from jobqueue import (
     JobStatus,
 )
 
-from ._harness import Harness
+from ._harness import ConnectSpec, Harness
 from ._model import LEASE_EXPIRED
 
 __all__ = ["CHECKS", "Check"]
@@ -943,6 +945,34 @@ async def rescue_racing_completion_has_one_winner(h: Harness) -> None:
         assert status is want, (
             f"job {job.id} is {status}; its completion {'won' if won else 'lost'}"
         )
+
+
+@check()
+async def connect_honours_lease_and_refuses_unknown_options(h: Harness) -> None:
+    """connect(lease=...) sets the lease every claim and heartbeat grants; an unknown option
+    raises InvalidRequestError. (Needs open_queue to return a ConnectSpec.)"""
+    if not isinstance(h.opener, ConnectSpec):
+        pytest.skip("open_queue does not return a ConnectSpec, so connect() cannot be called")
+    await h.fresh()
+    try:
+        await h.connect(surely_not_an_option_of_any_backend=1)
+    except InvalidRequestError:
+        pass
+    else:
+        raise AssertionError("connect() with an unknown option must raise InvalidRequestError")
+    lease = timedelta(seconds=42, microseconds=5)
+    queue = await h.connect(lease=lease)
+    assert queue.lease == lease, f"queue.lease is {queue.lease}, connect was given {lease}"
+    job = await queue.create_job(req())
+    claimed = await claim(queue)
+    assert claimed.lease_expires_at == h.clock() + lease, "the claim did not grant the lease"
+    h.clock.advance(10)
+    await queue.heartbeat("w1")
+    fields_of(await get(queue, job.id), lease_expires_at=h.clock() + lease)
+    h.clock.advance(lease - US)
+    assert await queue.rescue_expired_jobs() == 0, "rescued before the lease expired"
+    h.clock.advance(US)
+    assert await queue.rescue_expired_jobs() == 1, "not rescued when the lease expired"
 
 
 @check("persistent")

@@ -102,6 +102,14 @@ class Harness:
         self._handles.append(queue)
         return queue
 
+    async def connect(self, **extra: Any) -> JobQueue:
+        """A handle opened by ``jobqueue.connect`` with ``extra`` arguments (ConnectSpec only)."""
+        spec = self.opener
+        assert isinstance(spec, ConnectSpec)
+        queue = await jobqueue.connect(spec.url, clock=self.clock, **{**spec.options, **extra})
+        self._handles.append(queue)
+        return queue
+
     async def fresh(self) -> JobQueue:
         """The first handle of a check, on a queue emptied before use."""
         queue = await self.open()
