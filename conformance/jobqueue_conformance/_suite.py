@@ -66,7 +66,6 @@ class QueueConformance:
 
 def _test_method(check: Check) -> Callable[[QueueConformance, Harness], None]:
     def test(self: QueueConformance, conformance_harness: Harness) -> None:
-        __tracebackhide__ = True
         for capability in check.requires:
             if capability not in conformance_harness.capabilities:
                 pytest.skip(f"the backend does not claim the {capability!r} capability")
