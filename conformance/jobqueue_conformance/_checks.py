@@ -989,6 +989,19 @@ async def jobs_survive_reconnecting(h: Harness) -> None:
     await reopened.complete_job(b.id, {}, worker_id="w", attempt=1)
 
 
+@check()
+async def wait_for_jobs_returns_by_its_timeout(h: Harness) -> None:
+    """wait_for_jobs(timeout) on an idle queue returns after about timeout seconds."""
+    queue = await h.fresh()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        await asyncio.wait_for(queue.wait_for_jobs(0.2), 10)
+    except TimeoutError:
+        raise AssertionError("wait_for_jobs(0.2) was still waiting after 10 s") from None
+    assert loop.time() - started < 10
+
+
 @check("listen_notify")
 async def wait_for_jobs_wakes_on_a_new_job(h: Harness) -> None:
     """With `listen_notify`: an idle wait_for_jobs returns soon after another handle creates
