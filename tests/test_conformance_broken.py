@@ -32,8 +32,8 @@ class TestSuiteOnBackend(QueueConformance):
 @pytest.fixture
 def no_shrinking() -> Iterator[None]:
     """The loaded Hypothesis profile without its shrink phase, and at least 200 examples:
-    these tests need a failure, not a minimal one (shrinking a long failing sequence can take
-    minutes on a loaded machine), and must not depend on the luck of a small budget."""
+    these tests need a failure, not a minimal one (shrinking costs seconds per broken
+    backend), and must not depend on the luck of a small budget."""
     previous = settings.get_current_profile_name()
     parent = settings.get_profile(previous)
     settings.register_profile(
