@@ -29,6 +29,7 @@ from jobqueue import (
 )
 from jobqueue.testing import FakeClock
 from jobqueue_postgres import PostgresJobQueue
+from jobqueue_postgres._options import parse_options
 
 SECRET = "s3cret-Pw"
 
@@ -312,6 +313,23 @@ async def test_repr_never_shows_the_password(postgres_url: str, postgres_schema:
             text = repr(queue)
             assert SECRET not in text and "***" in text
             assert postgres_schema in text
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql:///app?host=/run/postgresql", "postgresql:///app?host=/run/postgresql"),
+        ("postgres://u:p%40ss@h:5/db?sslmode=require", "postgres://u:***@h:5/db?sslmode=require"),
+        (
+            "postgresql+psycopg://h/db?password=zz&sslmode=disable",
+            "postgresql+psycopg://h/db?password=***&sslmode=disable",
+        ),
+    ],
+)
+def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:
+    """The URL shown in errors and repr keeps its form (Unix-socket URLs included) and masks
+    the password, wherever the URL carries it."""
+    assert parse_options(url, {}).display_url == shown
 
 
 async def test_connection_errors_never_show_the_password(

@@ -68,7 +68,9 @@ def parse_options(url: str, options: Mapping[str, Any]) -> Settings:
     except ValueError:
         raise InvalidRequestError(f"not a valid PostgreSQL URL: {redact_url(url)}") from None
     query = [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, True)]
-    display = redact_url(parts._replace(query=urlencode(query, safe="*")).geturl())
+    display = redact_url(f"{parts.scheme}://{parts.netloc}{parts.path}")
+    if query:
+        display += "?" + urlencode(query, safe="*/:,")
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise InvalidRequestError(
