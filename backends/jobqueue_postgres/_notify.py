@@ -21,6 +21,12 @@ from psycopg import sql
 logger = logging.getLogger("jobqueue.postgres")
 
 _MAX_BACKOFF = 5.0
+_KEEPALIVES = {
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
 
 
 class Listener:
@@ -35,7 +41,12 @@ class Listener:
         name: str,
         scrub: Callable[[str], str],
     ) -> None:
-        self._conninfo = conninfo
+        # TCP keepalives (unless the URL sets its own) notice a silently dead
+        # server; the listening connection otherwise never sends anything.
+        given = psycopg.conninfo.conninfo_to_dict(conninfo)
+        self._conninfo = psycopg.conninfo.make_conninfo(
+            conninfo, **{k: v for k, v in _KEEPALIVES.items() if k not in given}
+        )
         self._scrub = scrub
         self._channel = channel
         self._connect_timeout = connect_timeout
