@@ -590,6 +590,20 @@ def _work_dir(path: str) -> Iterator[None]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _shown(argv: list[str]) -> list[str]:
+    """The arguments that change what is measured (not where the table is written)."""
+    shown: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--markdown":
+            skip = True
+        elif not arg.startswith("--markdown="):
+            shown.append(arg)
+    return shown
+
+
 def main(argv: list[str] | None = None) -> None:
     args, settings = _parse(argv)
     samples = Samples()
@@ -606,7 +620,7 @@ def main(argv: list[str] | None = None) -> None:
     text = _report.render(
         samples,
         settings,
-        command=" ".join(["python -m benchmarks.compare", *(argv or sys.argv[1:])]),
+        command=" ".join(["python -m benchmarks.compare", *_shown(argv or sys.argv[1:])]),
         elapsed=time.perf_counter() - started,
         load_before=load_before,
         machine=platform.node(),
