@@ -8,6 +8,7 @@ method runs to completion without awaiting, which makes each operation atomic.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import threading
 import uuid
@@ -95,26 +96,51 @@ class Record:
         return retry_at
 
     def snapshot(self) -> Job:
+        # Positional arguments (in _JOB_FIELDS order, checked at import) bind faster.
         return Job(
-            id=self.id,
-            kind=self.kind,
-            payload=copy_json(self.payload) if self.payload else {},
-            queue=self.queue,
-            priority=self.priority,
-            status=self.status,
-            attempts=self.attempts,
-            max_attempts=self.max_attempts,
-            worker_id=self.worker_id,
-            error=self.error,
-            stats=None if self.stats is None else copy_json(self.stats),
-            run_at=self.run_at,
-            next_retry_at=self.next_retry_at,
-            lease_expires_at=self.lease_expires_at,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
+            self.id,
+            self.kind,
+            copy_json(self.payload) if self.payload else {},
+            self.queue,
+            self.priority,
+            self.status,
+            self.attempts,
+            self.max_attempts,
+            self.worker_id,
+            self.error,
+            None if self.stats is None else copy_json(self.stats),
+            self.run_at,
+            self.next_retry_at,
+            self.lease_expires_at,
+            self.created_at,
+            self.updated_at,
+            self.started_at,
+            self.finished_at,
         )
+
+
+_JOB_FIELDS = (
+    "id",
+    "kind",
+    "payload",
+    "queue",
+    "priority",
+    "status",
+    "attempts",
+    "max_attempts",
+    "worker_id",
+    "error",
+    "stats",
+    "run_at",
+    "next_retry_at",
+    "lease_expires_at",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+)
+if tuple(f.name for f in dataclasses.fields(Job)) != _JOB_FIELDS:
+    raise ImportError("jobqueue.Job's fields changed: update Record.snapshot")
 
 
 class Store:
@@ -253,8 +279,10 @@ class Store:
         now: datetime,
         lease: timedelta,
     ) -> list[Job]:
-        self._promote_due(now)
-        claimed = []
+        delayed = self._delayed
+        if delayed and delayed[0][0] <= now:
+            self._promote_due(now)
+        claimed: list[Job] = []
         expires = now + lease
         held = self._running_by_worker.setdefault(worker_id, {})
         while len(claimed) < limit:
