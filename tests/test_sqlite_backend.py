@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
@@ -696,3 +697,55 @@ async def test_coalesced_changes_give_up_together_when_the_lock_stays_taken(
         assert all(isinstance(r, BackendUnavailableError) for r in results)
         assert elapsed < 1.9
         assert (await queue.counts())[JobStatus.RUNNING] == 4
+
+
+async def test_many_tasks_sharing_one_handle_keep_every_outcome(tmp_path: Path) -> None:
+    """Eight tasks share one handle, claim jobs and end each attempt differently (complete,
+    retry later, fail, cancel, release) with fenced calls that are written together: every
+    fenced call of the attempt's holder succeeds, every job ends as its last call said, and
+    attempts add up."""
+    clock = FakeClock()
+    total = 400
+    async with jobqueue.connect(url_for(tmp_path / "q.db"), clock=clock) as queue:
+        jobs = await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(total)])
+        final: dict[UUID, str] = {}
+        claims: Counter[UUID] = Counter()
+        releases: Counter[UUID] = Counter()
+
+        async def work(n: int) -> None:
+            worker = f"t{n}"
+            while batch := await queue.claim_jobs(worker, 1 + n % 3):
+                ends = []
+                for job in batch:
+                    claims[job.id] += 1
+                    choice = (job.id.int + claims[job.id]) % 5
+                    if choice == 0 and claims[job.id] < 3:
+                        ends.append(queue.fail_job(job.id, "later", clock(), worker_id=worker))
+                    elif choice == 1 and claims[job.id] < 3:
+                        releases[job.id] += 1
+                        ends.append(release(job.id))
+                    elif choice == 2:
+                        final[job.id] = "failed"
+                        ends.append(queue.fail_job(job.id, "no", attempt=job.attempts))
+                    elif choice == 3:
+                        final[job.id] = "cancelled"
+                        ends.append(queue.cancel_job(job.id, {"by": worker}, worker_id=worker))
+                    else:
+                        final[job.id] = "completed"
+                        ends.append(
+                            queue.complete_job(
+                                job.id, {"n": n}, worker_id=worker, attempt=job.attempts
+                            )
+                        )
+                await asyncio.gather(*ends)
+
+        async def release(job_id: UUID) -> None:
+            assert await queue.release_job(job_id)
+
+        await asyncio.gather(*(work(n) for n in range(8)))
+        counts = await queue.counts()
+        assert counts[JobStatus.PENDING] == counts[JobStatus.RUNNING] == 0
+        for job in jobs:
+            stored = await queue.get_job(job.id)
+            assert stored is not None and stored.status == final[job.id]
+            assert stored.attempts == claims[job.id] - releases[job.id]
