@@ -10,10 +10,9 @@ figures are medians, and the ratio is jobqueue's over the bare loop's (above 1
 is faster for throughput, lower is better for latency). The bare loop uses the backend's own
 statements on plain ``psycopg.AsyncConnection`` objects (autocommit, prepared
 after five executions), so the ratio is the cost of the library around the SQL:
-pool checkout, validation, building ``Job`` objects, error mapping. One
-difference is the library's own: completions beyond half the pool that several
-workers of one handle issue at the same moment are written together in one
-statement, while the bare loop commits each alone.
+pool checkout, validation, building ``Job`` objects, error mapping. (The
+library writes completions beyond the pool's size together in one statement;
+here every worker has its own connection, so that never happens.)
 
 Workloads: enqueue one at a time and in batches; claim + complete with 1, 4,
 8 and 16 concurrent workers (tasks in this process, one connection each),

@@ -85,9 +85,10 @@ class PostgresJobQueue(JobQueue):
         self._channel = channel_for(settings.schema)
         self._listener: Listener | None = None
         self._seen = 0
-        # Half the pool may write completions at once; more wait and are written together.
+        # As many completions as the pool has connections are written at once, each alone
+        # (concurrent commits share the server's WAL flushes); more wait and go together.
         self._completions = Coalescer(
-            self._complete_one, self._complete_many, limit=settings.max_size // 2
+            self._complete_one, self._complete_many, limit=settings.max_size
         )
 
     @classmethod
