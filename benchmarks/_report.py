@@ -14,6 +14,8 @@ OURS = "jobqueue"
 def _fmt(value: float, unit: str) -> str:
     if unit == "ms":
         return f"{value:,.2f} ms"
+    if unit == "commits/job":
+        return f"{value:.3f}"
     return f"{value:,.0f}"
 
 
@@ -39,7 +41,7 @@ def table(samples: Iterable[Sample]) -> list[str]:
             if s.system == OURS
             else _ratio(ours.get((s.backend, s.workload, _group(s.config))), s.value)
         )
-        unit = "ms (lower is better)" if s.unit == "ms" else s.unit
+        unit = s.unit if s.higher_is_better else f"{s.unit} (lower is better)"
         rows.append(
             f"| {s.backend} | {s.workload} | {s.config} | {s.system} | "
             f"{_fmt(s.value, s.unit)} | {unit} | {ratio} |"

@@ -51,6 +51,9 @@ from ._common import (
 OURS = "jobqueue"
 LATENCY_INTERVAL = 0.02
 CLAIM_PROBES = 200
+STATS_DELAY = 1.1
+"""Seconds to wait for sessions to report their statistics (PostgreSQL flushes them
+at most once a second)."""
 
 Measure = Callable[[], Awaitable[float]]
 Latencies = Callable[[], Awaitable[Sequence[tuple[float, ...]]]]
@@ -69,6 +72,18 @@ class Runner:
         self.settings = settings
         self.samples = samples
         self.backend = backend
+        self._notes: dict[tuple[str, str, str, str], list[float]] = {}
+
+    def note(self, workload: str, config: str, system: str, unit: str, value: float) -> None:
+        """Keep a by-product of a measurement; :meth:`record_notes` adds their medians."""
+        self._notes.setdefault((workload, config, system, unit), []).append(value)
+
+    def record_notes(self) -> None:
+        for (workload, config, system, unit), found in self._notes.items():
+            self.samples.add(
+                Sample(self.backend, workload, config, system, median(found), unit, False)
+            )
+        self._notes.clear()
 
     async def rate(
         self, workload: str, config: str, systems: dict[str, Measure], unit: str = "jobs/s"
@@ -232,11 +247,24 @@ async def run_postgres(settings: Settings, samples: Samples) -> None:
         for workers in settings.workers:
 
             async def ours_drain(
-                w: int = workers, concurrency: int = 1, n: int = loop_jobs
+                w: int = workers,
+                concurrency: int = 1,
+                n: int = loop_jobs,
+                commits_key: tuple[str, str, str] | None = None,
             ) -> float:
+                before = 0
                 async with fresh_ours(pool=max(10, w + 2)) as queue:
                     await ours.preload(queue, n)
-                    return await ours.drain([queue] * w, n, concurrency)
+                    if commits_key is not None:
+                        await asyncio.sleep(STATS_DELAY)
+                        before = await _commits(dsn)
+                    rate = await ours.drain([queue] * w, n, concurrency)
+                if commits_key is not None:
+                    # Counted once the pool's connections closed and so reported their figures.
+                    await asyncio.sleep(STATS_DELAY)
+                    commits = await _commits(dsn) - before - 1
+                    runner.note(*commits_key, "commits/job", max(0, commits) / n)
+                return rate
 
             systems = {
                 OURS: ours_drain,
@@ -264,23 +292,33 @@ async def run_postgres(settings: Settings, samples: Samples) -> None:
                     },
                 )
 
+            batch_config = f"{workers} workers, N={settings.jobs}"
+
+            def counted(system: str, action: Measure, config: str = batch_config) -> Measure:
+                key = _commits_key(config, system)
+                return _counting_commits(runner, dsn, key, settings.jobs, action)
+
             systems = {
-                OURS: partial(ours_drain, workers, BATCH, settings.jobs),
+                OURS: partial(
+                    ours_drain, workers, BATCH, settings.jobs, _commits_key(batch_config, OURS)
+                ),
                 "bare psycopg": bare_measure(
-                    partial(bare.drain, dsn, settings.jobs, workers, BATCH), settings.jobs
+                    counted(
+                        "bare psycopg", partial(bare.drain, dsn, settings.jobs, workers, BATCH)
+                    ),
+                    settings.jobs,
                 ),
             }
             if "pgqueuer" in peers:
                 pq = peers["pgqueuer"]
                 for size in (10, BATCH):
-                    systems[f"pgqueuer batch {size}"] = peer_measure(
+                    name = f"pgqueuer batch {size}"
+                    systems[name] = peer_measure(
                         pq,
-                        partial(pq.drain, dsn, settings.jobs, workers, size),
+                        counted(name, partial(pq.drain, dsn, settings.jobs, workers, size)),
                         settings.jobs,
                     )
-            await runner.rate(
-                f"drain, up to {BATCH} per claim", f"{workers} workers, N={settings.jobs}", systems
-            )
+            await runner.rate(f"drain, up to {BATCH} per claim", batch_config, systems)
 
         async def ours_latency() -> Sequence[tuple[float, ...]]:
             async with fresh_ours() as queue:
@@ -307,10 +345,45 @@ async def run_postgres(settings: Settings, samples: Samples) -> None:
             latency_systems,
         )
 
+    runner.record_notes()
     if settings.big_table or settings.big_table_only:
         from . import big_table
 
         await big_table.run(runner, dsn, url, ours_schema)
+
+
+async def _commits(dsn: str) -> int:
+    """Transactions committed so far in the benchmark database (all sessions)."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _commits_key(config: str, system: str) -> tuple[str, str, str]:
+    return ("commits per job, batch drain", config, system)
+
+
+def _counting_commits(
+    runner: Runner, dsn: str, key: tuple[str, str, str], jobs: int, action: Measure
+) -> Measure:
+    """``action``, noting how many transactions per job the database committed meanwhile."""
+
+    async def measure() -> float:
+        await asyncio.sleep(STATS_DELAY)
+        before = await _commits(dsn)
+        value = await action()
+        await asyncio.sleep(STATS_DELAY)
+        after = await _commits(dsn)
+        # The first probe's own transaction is counted in ``after``; it is not the system's.
+        # Each system closes its connections when its drain returns, which reports their
+        # figures.
+        runner.note(*key, "commits/job", max(0, after - before - 1) / jobs)
+        return value
+
+    return measure
 
 
 def _postgres_url(dsn: str) -> str:
