@@ -21,6 +21,9 @@ from psycopg import sql
 logger = logging.getLogger("jobqueue.postgres")
 
 _MAX_BACKOFF = 5.0
+# How often a listener idle on its connection checks whether it was asked to stop;
+# stopping it by cancellation instead can leave psycopg waiting on the server.
+_STOP_CHECK = 0.5
 _KEEPALIVES = {
     "keepalives": "1",
     "keepalives_idle": "30",
@@ -53,6 +56,7 @@ class Listener:
         self._name = name
         self._wakeup = asyncio.Event()
         self._listening = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.count = 0
         """How many wake-ups happened so far; compare two readings to see if one came between."""
@@ -78,11 +82,17 @@ class Listener:
             await asyncio.wait_for(event.wait(), timeout)
 
     async def close(self) -> None:
+        """Stop listening; returns within a few seconds even if the server does not answer."""
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        self._stopping.set()
+        await asyncio.wait({task}, timeout=2 * _STOP_CHECK + self._connect_timeout)
+        if not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=1.0)
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            logger.warning("%s: listener ended with %r", self._name, task.exception())
 
     def _wake(self) -> None:
         self.count += 1
@@ -91,7 +101,7 @@ class Listener:
 
     async def _run(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stopping.is_set():
             try:
                 conn = await asyncio.wait_for(
                     psycopg.AsyncConnection.connect(self._conninfo, autocommit=True),
@@ -117,9 +127,11 @@ class Listener:
                     )
                 finally:
                     self._listening.clear()
-            await asyncio.sleep(backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), backoff)
             backoff = min(backoff * 2, _MAX_BACKOFF)
 
     async def _drain(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        async for _ in conn.notifies():
-            self._wake()
+        while not self._stopping.is_set():
+            async for _ in conn.notifies(timeout=_STOP_CHECK):
+                self._wake()
