@@ -33,9 +33,8 @@ class TestSuiteOnBackend(QueueConformance):
 def no_shrinking() -> Iterator[None]:
     """The loaded Hypothesis profile without its shrink phase, and at least 1000 examples:
     these tests need a failure, not a minimal one (shrinking costs seconds per broken
-    backend), and must not depend on the luck of a small budget (the backend's random ids
-    make even a derandomized run take different paths; 200 examples once missed a stale
-    fenced completion)."""
+    backend), and must not depend on the luck of a small budget (in one full run, 200
+    derandomized examples missed a stale fenced completion that they find when run alone)."""
     previous = settings.get_current_profile_name()
     parent = settings.get_profile(previous)
     settings.register_profile(
