@@ -33,7 +33,7 @@ from jobqueue import (
     JobQueue,
     JobStatus,
 )
-from jobqueue.backend import NO_FENCE, Fence, Outcome, explain_refusal
+from jobqueue.backend import NO_FENCE, Fence, Outcome, explain_refusal, new_job
 
 from . import _schema
 from ._coalesce import Coalescer, Completion
@@ -256,26 +256,7 @@ class PostgresJobQueue(JobQueue):
             row = await self._fetchone(self._sql.create_many, params)
         created_at = _utc(row[0])
         return [
-            Job(
-                id=job_id,
-                kind=request.kind,
-                payload=json.loads(payload),
-                queue=request.queue,
-                priority=request.priority,
-                status=JobStatus.PENDING,
-                attempts=0,
-                max_attempts=request.max_attempts,
-                worker_id=None,
-                error=None,
-                stats=None,
-                run_at=request.run_at,
-                next_retry_at=None,
-                lease_expires_at=None,
-                created_at=created_at,
-                updated_at=created_at,
-                started_at=None,
-                finished_at=None,
-            )
+            new_job(job_id, request, created_at, json.loads(payload))
             for job_id, request, payload in zip(ids, requests, payloads, strict=True)
         ]
 

@@ -12,7 +12,7 @@ from typing import Any
 from uuid import UUID
 
 from jobqueue import CreateJobRequest, Job, JobNotFoundError, JobQueue, JobStatus
-from jobqueue.backend import NO_FENCE, Fence, Outcome, explain_refusal, redact_url
+from jobqueue.backend import NO_FENCE, Fence, Outcome, explain_refusal, new_job, redact_url
 
 from . import _sql as sql
 from ._db import Database
@@ -86,6 +86,27 @@ class SQLiteJobQueue(JobQueue):
                 "run_at": sql.optional_micros(r.run_at),
                 "now": micros,
             }
+            for job_id, r, payload in zip(ids, requests, payloads, strict=True)
+        ]
+        if len(rows) == 1:
+            await self._db.fetch(sql.CREATE_ONE, rows[0])
+        elif any("\x00" in r.kind or "\x00" in r.queue for r in requests):
+            async with self._db.transaction() as run:
+                for row in rows:
+                    await run(sql.CREATE_ONE, row)
+        else:
+            batch = sql.dump_json(
+                [
+                    [r["id"], r["kind"], r["payload"], r["queue"], r["priority"],
+                     r["max_attempts"], r["run_at"]]
+                    for r in rows
+                ]
+            )  # fmt: skip
+            await self._db.fetch(sql.CREATE, {"now": micros, "batch": batch})
+        self._wake()
+        # The jobs are exactly what was written; no need to read them back.
+        return [
+            new_job(job_id, r, now, json.loads(payload))
             for job_id, r, payload in zip(ids, requests, payloads, strict=True)
         ]
         if len(rows) == 1:

@@ -10,10 +10,13 @@ rules and fencing (:class:`Fence`, :func:`check_outcome`,
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
 
 from ._errors import InvalidRequestError
+from ._models import CreateJobRequest, Job, JobStatus
 from ._transitions import NO_FENCE, Fence, JobState, Outcome, check_outcome, explain_refusal
 
 __all__ = [
@@ -23,9 +26,38 @@ __all__ = [
     "Outcome",
     "check_outcome",
     "explain_refusal",
+    "new_job",
     "redact_url",
     "reject_unknown_options",
 ]
+
+
+def new_job(
+    job_id: UUID, request: CreateJobRequest, created_at: datetime, payload: dict[str, Any]
+) -> Job:
+    """The ``Job`` that ``create_job(request)`` returns: pending, no attempt yet, the
+    request's fields, ``created_at == updated_at``. ``payload`` must be the caller's own
+    copy of ``request.payload`` (so the returned job shares nothing with the stored one)."""
+    return Job(
+        id=job_id,
+        kind=request.kind,
+        payload=payload,
+        queue=request.queue,
+        priority=request.priority,
+        status=JobStatus.PENDING,
+        attempts=0,
+        max_attempts=request.max_attempts,
+        worker_id=None,
+        error=None,
+        stats=None,
+        run_at=request.run_at,
+        next_retry_at=None,
+        lease_expires_at=None,
+        created_at=created_at,
+        updated_at=created_at,
+        started_at=None,
+        finished_at=None,
+    )
 
 
 def reject_unknown_options(scheme: str, options: Mapping[str, Any], known: Iterable[str]) -> None:
