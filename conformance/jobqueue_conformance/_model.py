@@ -1,4 +1,4 @@
-"""A reference model of the contract (SPEC.md), in plain Python.
+"""A reference model of the contract (docs/contract.md), in plain Python.
 
 It holds what every job should look like after each operation and which error
 each call should raise. It is written from the contract alone and shares no
