@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeAlias
+from uuid import UUID
 
 from . import _validation as check
 from ._errors import InvalidRequestError, InvalidTransitionError, JobNotFoundError
@@ -165,6 +166,9 @@ class Worker:
         # A set, not a dict by id: a job released or rescued and claimed again by
         # this worker has its stale attempt here too until that handler unwinds.
         self._running: set[_Running] = set()
+        # The newest entry per job id: a job rescued from under this worker and claimed
+        # by it again must cancel its older handler.
+        self._latest: dict[UUID, _Running] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = False
         self._stop_event = asyncio.Event()
@@ -381,11 +385,12 @@ class Worker:
     # ------------------------------------------------------------------ running
 
     def _start(self, job: Job) -> None:
-        for stale in self._running:
-            if stale.job.id == job.id:
-                self._abandon(stale, "lost")
+        stale = self._latest.get(job.id)
+        if stale is not None:
+            self._abandon(stale, "lost")
         entry = _Running(job)
         self._running.add(entry)
+        self._latest[job.id] = entry
         loop = self._loop
         assert loop is not None
         entry.task = loop.create_task(self._execute(entry))
@@ -428,6 +433,8 @@ class Worker:
             raise
         finally:
             self._running.discard(entry)
+            if self._latest.get(job.id) is entry:
+                del self._latest[job.id]
             self._slot_freed.set()
             self._call_hook_fast(
                 self._hook_job_finished,
