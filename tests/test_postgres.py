@@ -120,6 +120,19 @@ async def test_options_may_come_from_the_url_query(postgres_url: str, postgres_s
         assert await queue.count_by_status(JobStatus.PENDING) == 1
 
 
+async def test_libpq_parameters_with_spaces_reach_the_server(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """A libpq parameter whose value holds a space (``options=-c name=value``) arrives
+    intact: the space is not turned into a ``+`` libpq would not decode."""
+    url = with_query(postgres_url, "options=-c%20work_mem%3D7MB")
+    async with jobqueue.connect(url, schema=postgres_schema) as queue:
+        assert isinstance(queue, PostgresJobQueue)
+        async with queue._pool.connection() as conn:
+            row = await (await conn.execute("SHOW work_mem")).fetchone()
+    assert row is not None and row[0] == "7MB"
+
+
 @pytest.mark.parametrize(
     ("options", "query", "message"),
     [

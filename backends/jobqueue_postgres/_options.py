@@ -105,7 +105,8 @@ def parse_options(url: str, options: Mapping[str, Any]) -> Settings:
     connect_timeout = _seconds(ours.get("connect_timeout", 10.0), "connect_timeout")
     # libpq's own connect_timeout is whole seconds, at least 2.
     libpq.append(("connect_timeout", str(max(2, math.ceil(connect_timeout)))))
-    conninfo = f"postgresql://{parts.netloc}{parts.path}?{urlencode(libpq)}"
+    # libpq decodes %20 but not "+": encode spaces (e.g. in ?options=-c x=y) as %20.
+    conninfo = f"postgresql://{parts.netloc}{parts.path}?{urlencode(libpq, quote_via=quote)}"
     return Settings(
         conninfo=conninfo,
         display_url=display,
