@@ -85,11 +85,10 @@ class PostgresJobQueue(JobQueue):
         self._channel = channel_for(settings.schema)
         self._listener: Listener | None = None
         self._seen = 0
-        # As many completions as the pool has connections are written at once, each alone
-        # (concurrent commits share the server's WAL flushes); more wait and go together.
-        self._completions = Coalescer(
-            self._complete_one, self._complete_many, limit=settings.max_size
-        )
+        # One completion is written alone; those arriving meanwhile go together in the
+        # next statement. Measured on a Worker drain (4 handles x 100 slots, 10,000 jobs):
+        # 12,300 jobs/s against 5,700 when a pool's worth were written alone at once.
+        self._completions = Coalescer(self._complete_one, self._complete_many, limit=1)
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Any, lease: timedelta, migrate: bool) -> Self:
