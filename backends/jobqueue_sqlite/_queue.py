@@ -109,46 +109,6 @@ class SQLiteJobQueue(JobQueue):
             new_job(job_id, r, now, json.loads(payload))
             for job_id, r, payload in zip(ids, requests, payloads, strict=True)
         ]
-        if len(rows) == 1:
-            await self._db.fetch(sql.CREATE_ONE, rows[0])
-        elif any("\x00" in r.kind or "\x00" in r.queue for r in requests):
-            async with self._db.transaction() as run:
-                for row in rows:
-                    await run(sql.CREATE_ONE, row)
-        else:
-            batch = sql.dump_json(
-                [
-                    [r["id"], r["kind"], r["payload"], r["queue"], r["priority"],
-                     r["max_attempts"], r["run_at"]]
-                    for r in rows
-                ]
-            )  # fmt: skip
-            await self._db.fetch(sql.CREATE, {"now": micros, "batch": batch})
-        self._wake()
-        # The jobs are exactly what was written; no need to read them back.
-        return [
-            Job(
-                id=job_id,
-                kind=r.kind,
-                payload=json.loads(payload),
-                queue=r.queue,
-                priority=r.priority,
-                status=JobStatus.PENDING,
-                attempts=0,
-                max_attempts=r.max_attempts,
-                worker_id=None,
-                error=None,
-                stats=None,
-                run_at=r.run_at,
-                next_retry_at=None,
-                lease_expires_at=None,
-                created_at=now,
-                updated_at=now,
-                started_at=None,
-                finished_at=None,
-            )
-            for job_id, r, payload in zip(ids, requests, payloads, strict=True)
-        ]
 
     async def _claim_jobs(
         self, worker_id: str, limit: int, queues: tuple[str, ...] | None
