@@ -374,6 +374,36 @@ async def test_claims_ask_for_the_free_slots(queue: jobqueue.JobQueue) -> None:
     assert await queue.count_by_status(JobStatus.COMPLETED) == 10
 
 
+async def test_claiming_overlaps_recording_up_to_twice_concurrency(
+    queue: jobqueue.JobQueue,
+) -> None:
+    """While outcomes are being written, the freed slots are claimed again, but the worker
+    never holds more than 2 x concurrency jobs; nothing is lost once the writes go through."""
+    await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(20)])
+    original = queue.complete_job
+    writes_may_finish = asyncio.Event()
+
+    async def slow_complete(*args: Any, **kwargs: Any) -> None:
+        await writes_may_finish.wait()
+        await original(*args, **kwargs)
+
+    queue.complete_job = slow_complete  # type: ignore[method-assign]
+    handled: list[UUID] = []
+
+    async def k(job: Job) -> None:
+        handled.append(job.id)
+
+    running = asyncio.create_task(make_worker(queue, {"k": k}, concurrency=3).run(drain=True))
+    await wait_until(lambda: len(handled) == 6)
+    await asyncio.sleep(0.05)
+    assert len(handled) == 6
+    assert await queue.count_by_status(JobStatus.RUNNING) == 6
+    writes_may_finish.set()
+    await asyncio.wait_for(running, 5)
+    assert len(handled) == len(set(handled)) == 20
+    assert await queue.count_by_status(JobStatus.COMPLETED) == 20
+
+
 async def test_two_workers_share_a_queue_without_running_a_job_twice() -> None:
     """Two workers on two handles of one named queue run every job exactly once."""
     async with (

@@ -1,10 +1,10 @@
 """Group commit for completions on one queue handle.
 
-Up to ``limit`` completions are written at the same time, each alone. Those
-that arrive while ``limit`` writes are in flight (many worker tasks finishing
-at once) wait and are then written together as soon as a write finishes: one
-statement and one commit for all of them, each row still its own
-compare-and-set. Every caller returns only after its own row was written or
+Completions requested in the same turn of the event loop (many worker tasks
+finishing at once) are written together: one statement and one commit for
+all of them, each row still its own compare-and-set. At most ``limit`` such
+writes are in flight; completions arriving meanwhile wait and go together in
+the next one. Every caller returns only after its own row was written or
 refused, so nothing is reported done before it is committed.
 """
 
@@ -33,35 +33,38 @@ class Completion:
 
 
 class Coalescer:
-    """Writes completions alone while few are in flight, in batches beyond ``limit``."""
+    """Writes the completions of one loop turn together, ``limit`` writes at a time."""
 
     def __init__(self, one: One, many: Many, limit: int) -> None:
         self._one = one
         self._many = many
         self._limit = max(1, limit)
         self._in_flight = 0
+        self._scheduled = False
         self._pending: list[Completion] = []
         self._batches: set[asyncio.Task[None]] = set()
 
     async def complete(self, job_id: UUID, stats: str, fence: Fence) -> bool:
         """Write one completion; True when its compare-and-set matched."""
-        if self._in_flight < self._limit:
-            self._in_flight += 1
-            try:
-                return await self._one(job_id, stats, fence)
-            finally:
-                self._in_flight -= 1
-                self._start_batches()
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
         self._pending.append(Completion(job_id, stats, fence, future))
+        if not self._scheduled and self._in_flight < self._limit:
+            # Written on the next turn, so that completions requested in this one join it.
+            self._scheduled = True
+            loop.call_soon(self._start_batches)
         return await future
 
     async def close(self) -> None:
         """Wait until every queued completion has been written."""
-        while self._batches:
-            await asyncio.wait(set(self._batches))
+        while self._batches or self._scheduled:
+            if self._batches:
+                await asyncio.wait(set(self._batches))
+            else:
+                await asyncio.sleep(0)
 
     def _start_batches(self) -> None:
+        self._scheduled = False
         while self._pending and self._in_flight < self._limit:
             batch = self._next_batch()
             if batch:

@@ -124,6 +124,7 @@ class PostgresJobQueue(JobQueue):
                 "autocommit": True,
                 "prepare_threshold": 5 if settings.prepared_statements else None,
             },
+            configure=_use_utc,
             min_size=settings.min_size,
             max_size=settings.max_size,
             timeout=settings.timeout,
@@ -279,7 +280,8 @@ class PostgresJobQueue(JobQueue):
         return [_job(row) for row in rows]
 
     async def _complete_job(self, job_id: UUID, stats: dict[str, Any], fence: Fence) -> None:
-        if not await self._completions.complete(job_id, json.dumps(stats), fence):
+        text = json.dumps(stats) if stats else "{}"
+        if not await self._completions.complete(job_id, text, fence):
             await self._refuse(Outcome.COMPLETE, job_id, fence)
 
     async def _complete_one(self, job_id: UUID, stats: str, fence: Fence) -> bool:
@@ -401,6 +403,11 @@ class PostgresJobQueue(JobQueue):
         if self._listener is not None:
             await self._listener.close()
         await self._pool.close(timeout=1.0)
+
+
+async def _use_utc(conn: AsyncConnection[Any]) -> None:
+    # Timestamps then arrive already in UTC and need no conversion per row.
+    await conn.execute("SET TIME ZONE 'UTC'")
 
 
 def _check_conninfo(settings: Settings) -> None:

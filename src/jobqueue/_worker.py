@@ -81,7 +81,9 @@ class Worker:
     Guarantees:
 
     - at most ``concurrency`` handlers run at once; claims ask for exactly the
-      free slots, in one batch;
+      free slots, in one batch; a slot is free again once its handler returned,
+      while its outcome is being written, so claiming overlaps recording; at
+      most ``2 * concurrency`` jobs are held (running or recording) at once;
     - leases are renewed every ``heartbeat_interval`` seconds (default: a third
       of ``queue.lease``) while a handler runs; a job the heartbeat no longer
       returns (cancelled, rescued) has its handler cancelled and nothing is
@@ -169,6 +171,7 @@ class Worker:
         # The newest entry per job id: a job rescued from under this worker and claimed
         # by it again must cancel its older handler.
         self._latest: dict[UUID, _Running] = {}
+        self._handling = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested = False
         self._stop_event = asyncio.Event()
@@ -319,7 +322,9 @@ class Worker:
         queue = self._queue
         failures = 0
         while not self._stop_event.is_set():
-            free = self._concurrency - len(self._running)
+            free = min(
+                self._concurrency - self._handling, 2 * self._concurrency - len(self._running)
+            )
             if free <= 0:
                 await self._wait_for_slot()
                 continue
@@ -390,6 +395,7 @@ class Worker:
             self._abandon(stale, "lost")
         entry = _Running(job)
         self._running.add(entry)
+        self._handling += 1
         self._latest[job.id] = entry
         loop = self._loop
         assert loop is not None
@@ -423,6 +429,8 @@ class Worker:
                 self._log_abandoned(job, outcome)
                 return
             entry.recording = True
+            self._handling -= 1
+            self._slot_freed.set()
             if error is None:
                 assert stats is not None
                 outcome, error = await self._complete(job, stats, duration)
@@ -432,6 +440,8 @@ class Worker:
             outcome = entry.abandon or "lost"
             raise
         finally:
+            if not entry.recording:
+                self._handling -= 1
             self._running.discard(entry)
             if self._latest.get(job.id) is entry:
                 del self._latest[job.id]
