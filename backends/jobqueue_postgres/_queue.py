@@ -22,6 +22,7 @@ from uuid import UUID, uuid4
 import psycopg
 import psycopg.errors
 from psycopg import AsyncConnection
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from jobqueue import (
@@ -85,9 +86,9 @@ class PostgresJobQueue(JobQueue):
         self._channel = channel_for(settings.schema)
         self._listener: Listener | None = None
         self._seen = 0
-        # One completion is written alone; those arriving meanwhile go together in the
-        # next statement. Measured on a Worker drain (4 handles x 100 slots, 10,000 jobs):
-        # 12,300 jobs/s against 5,700 when a pool's worth were written alone at once.
+        # One write at a time: completions arriving meanwhile share the next commit. A
+        # pool's worth of writes at once drained 5,700 jobs/s against 12,300 with one
+        # (Worker drain, 4 workers x 100 slots, 10,000 jobs).
         self._completions = Coalescer(self._complete_one, self._complete_many, limit=1)
 
     @classmethod
@@ -124,7 +125,7 @@ class PostgresJobQueue(JobQueue):
                 "autocommit": True,
                 "prepare_threshold": 5 if settings.prepared_statements else None,
             },
-            configure=_use_utc,
+            configure=_configure,
             min_size=settings.min_size,
             max_size=settings.max_size,
             timeout=settings.timeout,
@@ -405,9 +406,21 @@ class PostgresJobQueue(JobQueue):
         await self._pool.close(timeout=1.0)
 
 
-async def _use_utc(conn: AsyncConnection[Any]) -> None:
+async def _configure(conn: AsyncConnection[Any]) -> None:
     # Timestamps then arrive already in UTC and need no conversion per row.
     await conn.execute("SET TIME ZONE 'UTC'")
+    set_json_loads(_json_loads, conn)
+
+
+_decode_json = json.JSONDecoder().decode
+
+
+def _json_loads(data: bytes) -> Any:
+    """``json.loads`` for the UTF-8 text PostgreSQL sends, with the common empty object
+    answered at once: about twice as fast per row as guessing the encoding of bytes."""
+    if data == b"{}":
+        return {}
+    return _decode_json(data.decode())
 
 
 def _check_conninfo(settings: Settings) -> None:

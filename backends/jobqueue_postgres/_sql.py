@@ -15,7 +15,7 @@ have fallen due since (a range scan of their own index, usually empty),
 claims the best of both in claim order and marks the due rows it did not
 claim ready, all in one statement.
 
-Completions that arrive while another is being written are written together
+Completions requested together (see ``_coalesce``) are written together
 by :data:`complete_many`, each row with its own compare-and-set.
 
 Wake-ups: a statement that makes jobs claimable sends one ``pg_notify`` on the
