@@ -81,7 +81,7 @@ class PostgresJobQueue(JobQueue):
         super().__init__(clock=clock, lease=lease)
         self._settings = settings
         self._pool = pool
-        self._sql: Statements = statements(settings.schema)
+        self._sql: Statements = statements(settings.schema, clock=clock is not None)
         self._channel = channel_for(settings.schema)
         self._listener: Listener | None = None
         self._seen = 0
@@ -270,10 +270,12 @@ class PostgresJobQueue(JobQueue):
             "limit": limit,
             "lease": self.lease,
         }
+        one = limit == 1
         if queues is None:
-            rows = await self._fetchall(self._sql.claim, params)
+            rows = await self._fetchall(self._sql.claim_one if one else self._sql.claim, params)
         else:
-            rows = await self._fetchall(self._sql.claim_queues, {**params, "queues": list(queues)})
+            query = self._sql.claim_one_queues if one else self._sql.claim_queues
+            rows = await self._fetchall(query, {**params, "queues": list(queues)})
         if len(rows) > 1:
             rows.sort(key=_claim_order)
         return [_job(row) for row in rows]

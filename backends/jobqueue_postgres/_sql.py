@@ -6,7 +6,17 @@ into the text is the schema, validated and quoted with ``psycopg.sql``.
 
 Time: ``NOW`` is the injected clock's value when the queue has one (passed as
 ``%(now)s``), else the database's transaction timestamp, so that every host
-agrees on leases and eligibility. Within one statement it is one instant.
+agrees on leases and eligibility. Within one statement it is one instant. Which
+of the two is decided when a handle renders its statements, not by a parameter:
+a parameter would hide the time from the planner.
+
+Plans: psycopg prepares a statement after its fifth execution, and PostgreSQL
+then keeps one generic plan for it unless that plan's estimated cost is higher
+than that of plans made for the actual values. A limit given as a parameter is
+estimated at a tenth of the candidate rows, which on a big table makes the
+generic claim look dear, so every claim was planned anew (a few tenths of a
+millisecond, more than the claim itself). Claiming one job therefore has its
+own statements, with ``LIMIT 1`` written in, whose generic plan is kept.
 
 Readiness: a pending row is ``ready`` when it was claimable the last time it
 was written. The claim index covers ready rows only, so future-dated jobs and
@@ -29,7 +39,9 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-NOW = "coalesce(%(now)s::timestamptz, now())"
+from jobqueue import JobStatus
+
+NOW = "{now}"
 COLUMNS = (
     "id, kind, payload, queue, priority, status, attempts, max_attempts, worker_id, error, "
     "stats, run_at, next_retry_at, lease_expires_at, created_at, updated_at, started_at, "
@@ -40,6 +52,15 @@ _FENCE = (
     "status = ANY(%(allowed)s::text[])"
     " AND (%(worker)s::text IS NULL OR worker_id = %(worker)s::text)"
     " AND (%(attempt)s::integer IS NULL OR attempts = %(attempt)s::integer)"
+)
+
+
+# The newest jobs of each status, each read backwards from jobs_status_creation_order;
+# the planner merges them in order and stops at the limit.
+_NEWEST_WITH_STATUS = tuple(
+    f"""(SELECT * FROM {{jobs}} WHERE status = '{status.value}'
+         ORDER BY created_at DESC, seq DESC LIMIT %(limit)s::integer)"""
+    for status in JobStatus
 )
 
 
@@ -91,7 +112,7 @@ _TEXT = {
               AND (next_retry_at IS NULL OR next_retry_at <= {NOW})
               {{queue_filter}}
             ORDER BY priority DESC, (next_retry_at IS NOT NULL), created_at, seq
-            LIMIT %(limit)s::integer
+            LIMIT {{limit}}
             FOR UPDATE SKIP LOCKED
         ), due_rows AS MATERIALIZED (
             SELECT id, queue, priority, (next_retry_at IS NOT NULL) AS is_retry, created_at, seq
@@ -105,7 +126,7 @@ _TEXT = {
                 SELECT * FROM due_rows WHERE true {{queue_filter}}
             ) AS candidates
             ORDER BY priority DESC, is_retry, created_at, seq
-            LIMIT %(limit)s::integer
+            LIMIT {{limit}}
         ), promoted AS (
             UPDATE {{jobs}} SET ready = true
             WHERE id IN (SELECT id FROM due_rows) AND id NOT IN (SELECT id FROM picked)
@@ -154,7 +175,7 @@ _TEXT = {
         WHERE id = %(id)s::uuid AND {_FENCE}""",
     "get": f"SELECT {COLUMNS} FROM {{jobs}} WHERE id = %(id)s::uuid",
     "list_all": f"""
-        SELECT {COLUMNS} FROM {{jobs}}
+        SELECT {COLUMNS} FROM ({" UNION ALL ".join(_NEWEST_WITH_STATUS)}) AS newest
         ORDER BY created_at DESC, seq DESC LIMIT %(limit)s::integer""",
     "list_status": f"""
         SELECT {COLUMNS} FROM {{jobs}} WHERE status = %(status)s::text
@@ -231,6 +252,8 @@ class Statements:
     create_many: bytes
     claim: bytes
     claim_queues: bytes
+    claim_one: bytes
+    claim_one_queues: bytes
     complete: bytes
     complete_many: bytes
     fail_final: bytes
@@ -249,18 +272,27 @@ class Statements:
     purge: bytes
 
 
-def statements(schema: str) -> Statements:
-    """The statements for the tables of ``schema`` (already validated)."""
+_QUEUE_FILTER = "AND queue = ANY(%(queues)s::text[])"
+
+
+def statements(schema: str, *, clock: bool) -> Statements:
+    """The statements for the tables of ``schema`` (already validated), taking the time
+    from the ``now`` parameter when ``clock`` is true, else from the database."""
     jobs = sql.Identifier(schema, "jobs")
+    now = sql.SQL("%(now)s::timestamptz" if clock else "now()")
     composed: dict[str, bytes] = {}
     for name, text in _TEXT.items():
         if name == "claim":
-            for variant, queue_filter in (
-                ("claim", ""),
-                ("claim_queues", "AND queue = ANY(%(queues)s::text[])"),
+            for variant, limit, queue_filter in (
+                ("claim", "%(limit)s::integer", ""),
+                ("claim_queues", "%(limit)s::integer", _QUEUE_FILTER),
+                ("claim_one", "1", ""),
+                ("claim_one_queues", "1", _QUEUE_FILTER),
             ):
-                query = sql.SQL(text).format(jobs=jobs, queue_filter=sql.SQL(queue_filter))
+                query = sql.SQL(text).format(
+                    jobs=jobs, now=now, limit=sql.SQL(limit), queue_filter=sql.SQL(queue_filter)
+                )
                 composed[variant] = query.as_bytes(None)
         else:
-            composed[name] = sql.SQL(text).format(jobs=jobs).as_bytes(None)
+            composed[name] = sql.SQL(text).format(jobs=jobs, now=now).as_bytes(None)
     return Statements(**composed)
