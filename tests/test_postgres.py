@@ -9,6 +9,7 @@ import logging
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -232,6 +233,76 @@ async def test_text_postgresql_cannot_store_is_an_invalid_request(
         await queue.fail_job(job.id, "bad\x00byte")
         failed = await queue.get_job(job.id)
         assert failed is not None and failed.error == "bad\ufffdbyte"
+
+
+# ------------------------------------------------------------------ batch inserts
+
+LATER = datetime(2031, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+SHARED = {"kind": "k", "payload": {"a": [1, "x"]}, "queue": "q", "priority": 3, "max_attempts": 4}
+VARIED: dict[str, list[Any]] = {
+    "kind": ["k1", "k2", "k1"],
+    "payload": [{}, {"b": None}, {"a": [1, "x"]}],
+    "queue": ["q", "default", "q"],
+    "priority": [3, -7, 3],
+    "max_attempts": [1, 4, 9],
+    "run_at": [None, LATER, None],
+}
+
+
+async def test_job_ids_are_version_7_uuids_in_time_order(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """Ids are RFC 9562 version 7 UUIDs: distinct, and those made later sort after those made
+    earlier (they start with the time in milliseconds)."""
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as queue:
+        first = await queue.create_jobs([CreateJobRequest(kind="k")] * 100)
+        await asyncio.sleep(0.005)
+        single = await queue.create_job(CreateJobRequest(kind="k"))
+        await asyncio.sleep(0.005)
+        last = await queue.create_jobs([CreateJobRequest(kind="k")] * 2)
+    ids = [job.id for job in [*first, single, *last]]
+    assert len(set(ids)) == 103
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert max(i.int for i in ids[:100]) < single.id.int < min(i.int for i in ids[101:])
+    millis = ids[0].int >> 80
+    assert abs(millis / 1000 - first[0].created_at.timestamp()) < 60
+
+
+@pytest.mark.parametrize("varied", [None, *VARIED])
+async def test_a_batch_stores_each_jobs_own_values(
+    postgres_url: str, postgres_schema: str, varied: str | None
+) -> None:
+    """Whether every job of a batch shares a field or one field differs between them, each
+    job is stored with its own values, which are those create_jobs returned."""
+    fields: list[dict[str, Any]] = [dict(SHARED) for _ in range(3)]
+    if varied is not None:
+        for job_fields, value in zip(fields, VARIED[varied], strict=True):
+            job_fields[varied] = value
+    requests = [CreateJobRequest(**job_fields) for job_fields in fields]
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as queue:
+        jobs = await queue.create_jobs(requests)
+        assert [await queue.get_job(job.id) for job in jobs] == jobs
+    for job, job_fields in zip(jobs, fields, strict=True):
+        assert {name: getattr(job, name) for name in job_fields} == job_fields
+
+
+async def test_a_batch_of_one_shared_request_returns_separate_payloads(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """``[request] * n`` creates n jobs with n ids, each returned with its own copy of the
+    payload (changing one changes neither the others nor the request)."""
+    request = CreateJobRequest(kind="k", payload={"tags": ["a"]}, run_at=LATER)
+    empty = CreateJobRequest(kind="k")
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as queue:
+        jobs = await queue.create_jobs([request] * 3 + [empty] * 2)
+        assert len({job.id for job in jobs}) == 5
+        jobs[0].payload["tags"].append("b")
+        jobs[3].payload["extra"] = 1
+        assert [jobs[1].payload, jobs[2].payload, jobs[4].payload] == [{"tags": ["a"]}] * 2 + [{}]
+        assert request.payload == {"tags": ["a"]} and empty.payload == {}
+        stored = await queue.get_job(jobs[0].id)
+        assert stored is not None and stored.payload == {"tags": ["a"]}
+        assert stored.run_at == LATER
 
 
 # ------------------------------------------------------------------ migrations
