@@ -61,7 +61,7 @@ _MIGRATIONS: tuple[str, ...] = (
     # 2: one index fewer for every write to maintain: listing all jobs merges the
     # per-status ranges of jobs_status_creation_order instead.
     """
-    DROP INDEX {schema}.jobs_creation_order;
+    DROP INDEX IF EXISTS {schema}.jobs_creation_order;
     """,
 )
 LATEST_VERSION = len(_MIGRATIONS)
