@@ -9,6 +9,7 @@ import logging
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ import psycopg
 import pytest
 
 import jobqueue
+import jobqueue_postgres._schema
 import jobqueue_postgres._sql
 from jobqueue import (
     BackendUnavailableError,
@@ -30,6 +32,7 @@ from jobqueue import (
 from jobqueue.testing import FakeClock
 from jobqueue_postgres import PostgresJobQueue
 from jobqueue_postgres._options import parse_options
+from jobqueue_postgres._schema import LATEST_VERSION
 
 SECRET = "s3cret-Pw"
 
@@ -232,6 +235,76 @@ async def test_text_postgresql_cannot_store_is_an_invalid_request(
         assert failed is not None and failed.error == "bad\ufffdbyte"
 
 
+# ------------------------------------------------------------------ batch inserts
+
+LATER = datetime(2031, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+SHARED = {"kind": "k", "payload": {"a": [1, "x"]}, "queue": "q", "priority": 3, "max_attempts": 4}
+VARIED: dict[str, list[Any]] = {
+    "kind": ["k1", "k2", "k1"],
+    "payload": [{}, {"b": None}, {"a": [1, "x"]}],
+    "queue": ["q", "default", "q"],
+    "priority": [3, -7, 3],
+    "max_attempts": [1, 4, 9],
+    "run_at": [None, LATER, None],
+}
+
+
+async def test_job_ids_are_version_7_uuids_in_time_order(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """Ids are RFC 9562 version 7 UUIDs: distinct, and those made later sort after those made
+    earlier (they start with the time in milliseconds)."""
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as queue:
+        first = await queue.create_jobs([CreateJobRequest(kind="k")] * 100)
+        await asyncio.sleep(0.005)
+        single = await queue.create_job(CreateJobRequest(kind="k"))
+        await asyncio.sleep(0.005)
+        last = await queue.create_jobs([CreateJobRequest(kind="k")] * 2)
+    ids = [job.id for job in [*first, single, *last]]
+    assert len(set(ids)) == 103
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert max(i.int for i in ids[:100]) < single.id.int < min(i.int for i in ids[101:])
+    millis = ids[0].int >> 80
+    assert abs(millis / 1000 - first[0].created_at.timestamp()) < 60
+
+
+@pytest.mark.parametrize("varied", [None, *VARIED])
+async def test_a_batch_stores_each_jobs_own_values(
+    postgres_url: str, postgres_schema: str, varied: str | None
+) -> None:
+    """Whether every job of a batch shares a field or one field differs between them, each
+    job is stored with its own values, which are those create_jobs returned."""
+    fields: list[dict[str, Any]] = [dict(SHARED) for _ in range(3)]
+    if varied is not None:
+        for job_fields, value in zip(fields, VARIED[varied], strict=True):
+            job_fields[varied] = value
+    requests = [CreateJobRequest(**job_fields) for job_fields in fields]
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as queue:
+        jobs = await queue.create_jobs(requests)
+        assert [await queue.get_job(job.id) for job in jobs] == jobs
+    for job, job_fields in zip(jobs, fields, strict=True):
+        assert {name: getattr(job, name) for name in job_fields} == job_fields
+
+
+async def test_a_batch_of_one_shared_request_returns_separate_payloads(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """``[request] * n`` creates n jobs with n ids, each returned with its own copy of the
+    payload (changing one changes neither the others nor the request)."""
+    request = CreateJobRequest(kind="k", payload={"tags": ["a"]}, run_at=LATER)
+    empty = CreateJobRequest(kind="k")
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as queue:
+        jobs = await queue.create_jobs([request] * 3 + [empty] * 2)
+        assert len({job.id for job in jobs}) == 5
+        jobs[0].payload["tags"].append("b")
+        jobs[3].payload["extra"] = 1
+        assert [jobs[1].payload, jobs[2].payload, jobs[4].payload] == [{"tags": ["a"]}] * 2 + [{}]
+        assert request.payload == {"tags": ["a"]} and empty.payload == {}
+        stored = await queue.get_job(jobs[0].id)
+        assert stored is not None and stored.payload == {"tags": ["a"]}
+        assert stored.run_at == LATER
+
+
 # ------------------------------------------------------------------ migrations
 
 
@@ -255,7 +328,7 @@ async def test_many_connections_migrating_at_once_agree(
     finally:
         for queue in queues:
             await queue.close()
-    assert _versions(postgres_url, postgres_schema) == [1]
+    assert _versions(postgres_url, postgres_schema) == list(range(1, LATEST_VERSION + 1))
 
 
 MIGRATE_IN_CHILD = """
@@ -280,9 +353,48 @@ async def test_processes_migrating_at_once_agree(postgres_url: str, postgres_sch
     ]
     codes = [await asyncio.wait_for(child.wait(), 60) for child in children]
     assert codes == [0, 0, 0, 0]
-    assert _versions(postgres_url, postgres_schema) == [1]
+    assert _versions(postgres_url, postgres_schema) == list(range(1, LATEST_VERSION + 1))
     async with jobqueue.connect(postgres_url, schema=postgres_schema, migrate=False) as queue:
         assert await queue.count_by_status(JobStatus.PENDING) == 4
+
+
+async def test_a_version_1_schema_is_upgraded_in_place(
+    postgres_url: str, postgres_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A schema created by the first migration alone is brought to the latest version on
+    connect, its jobs kept: same rows, same listing order, still claimable in claim order."""
+    schema_module = jobqueue_postgres._schema
+    with monkeypatch.context() as patch:
+        patch.setattr(schema_module, "_MIGRATIONS", schema_module._MIGRATIONS[:1])
+        patch.setattr(schema_module, "LATEST_VERSION", 1)
+        async with jobqueue.connect(postgres_url, schema=postgres_schema) as old:
+            created = await old.create_jobs(
+                [CreateJobRequest(kind="k", priority=i % 3, payload={"i": i}) for i in range(12)]
+            )
+            running = await old.claim_job("w")
+            assert running is not None
+            before = await old.list_jobs(limit=100)
+    assert _versions(postgres_url, postgres_schema) == [1]
+
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as queue:
+        assert _versions(postgres_url, postgres_schema) == list(range(1, LATEST_VERSION + 1))
+        assert await queue.list_jobs(limit=100) == before
+        assert {job.id for job in before} == {job.id for job in created}
+        claimed = await queue.claim_jobs("w", 100)
+        assert [job.payload["i"] for job in claimed] == [
+            job.payload["i"]
+            for job in sorted(created, key=lambda job: -job.priority)
+            if job.id != running.id
+        ]
+    with psycopg.connect(postgres_url) as conn:
+        indexes = {
+            row[0]
+            for row in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (postgres_schema,)
+            )
+        }
+    assert "jobs_creation_order" not in indexes
+    assert {"jobs_claim_order", "jobs_status_creation_order"} <= indexes
 
 
 async def test_migrate_false_refuses_a_missing_or_old_schema(
@@ -648,15 +760,13 @@ async def test_listener_listens_again_after_its_connection_is_terminated(
 # ------------------------------------------------------------------ the claim index
 
 
-async def test_claim_reads_only_the_head_of_the_claim_index(
-    postgres_url: str, postgres_schema: str
-) -> None:
-    """With many finished jobs and many future-dated retries and jobs, a claim's plan scans
-    the partial claim-order index and touches a handful of pages (its cost stays flat)."""
-    async with jobqueue.connect(postgres_url, schema=postgres_schema) as queue:
+async def _big_table(url: str, schema: str) -> str:
+    """Ten claimable jobs, then many finished jobs, future-dated retries and future-dated
+    jobs written directly, and the table analysed; the table's quoted name."""
+    async with jobqueue.connect(url, schema=schema) as queue:
         await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(10)])
-    jobs = f'"{postgres_schema}".jobs'
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
+    jobs = f'"{schema}".jobs'
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             f"INSERT INTO {jobs} (id, kind, payload, queue, priority, status, attempts,"
             " max_attempts, created_at, updated_at, finished_at, ready)"
@@ -670,17 +780,39 @@ async def test_claim_reads_only_the_head_of_the_claim_index(
             " now() + interval '1 day', now() - interval '2 days', now(), false"
             " FROM generate_series(1, 20000)"
         )
-        conn.execute(f"ANALYZE {jobs}")
-        statements = jobqueue_postgres._sql.statements(postgres_schema)
-        params = {"now": None, "worker": "w", "limit": 1, "lease": timedelta(minutes=5)}
-        conn.execute("BEGIN")
-        plan = "\n".join(
-            row[0]
-            for row in conn.execute(
-                b"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) " + statements.claim, params
-            )
+        conn.execute(
+            f"INSERT INTO {jobs} (id, kind, payload, queue, priority, status, attempts,"
+            " max_attempts, run_at, created_at, updated_at, ready)"
+            " SELECT gen_random_uuid(), 'k', '{}', 'default', 9, 'pending', 0, 5,"
+            " now() + interval '2 days', now() - interval '2 days', now(), false"
+            " FROM generate_series(1, 20000)"
         )
-        conn.execute("ROLLBACK")
+        conn.execute(f"ANALYZE {jobs}")
+    return jobs
+
+
+def _plan(conn: psycopg.Connection[Any], statement: bytes, params: dict[str, Any]) -> str:
+    """The executed plan of ``statement``, its changes rolled back."""
+    conn.execute("BEGIN")
+    rows = conn.execute(
+        b"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) " + statement, params
+    ).fetchall()
+    conn.execute("ROLLBACK")
+    return "\n".join(row[0] for row in rows)
+
+
+CLAIM_PARAMS = {"now": None, "worker": "w", "limit": 1, "lease": timedelta(minutes=5)}
+
+
+async def test_claim_reads_only_the_head_of_the_claim_index(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """With many finished jobs and many future-dated retries and jobs, a claim's plan scans
+    the partial claim-order index and touches a handful of pages (its cost stays flat)."""
+    await _big_table(postgres_url, postgres_schema)
+    statements = jobqueue_postgres._sql.statements(postgres_schema, clock=False)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        plan = _plan(conn, statements.claim, CLAIM_PARAMS)
     assert "Seq Scan" not in plan, plan
     assert "jobs_claim_order" in plan and "jobs_not_yet_due" in plan, plan
     # The top node's buffer count includes every node below it (planning excluded).
@@ -689,6 +821,43 @@ async def test_claim_reads_only_the_head_of_the_claim_index(
         int(part.split("=")[1]) for part in top.split() if part.startswith(("hit=", "read="))
     )
     assert hits < 100, plan
+
+
+async def test_a_prepared_claim_of_one_job_keeps_its_generic_plan_on_a_big_table(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """Once psycopg has prepared it, claiming one job on a big table runs PostgreSQL's generic
+    plan instead of planning every call anew."""
+    await _big_table(postgres_url, postgres_schema)
+    statements = jobqueue_postgres._sql.statements(postgres_schema, clock=False)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        for _ in range(10):
+            conn.execute(statements.claim_one, CLAIM_PARAMS, prepare=True).fetchall()
+        row = conn.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE %s",
+            ("%ready_rows%",),
+        ).fetchone()
+    # PostgreSQL makes five plans for the actual values before it weighs the generic one.
+    assert row == (5, 5)
+
+
+async def test_listing_reads_indexes_on_a_big_table(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """Listing all jobs merges the newest of each status from the status index (no scan of
+    the table, no sort of it); listing or counting a rare status reads that index too."""
+    await _big_table(postgres_url, postgres_schema)
+    statements = jobqueue_postgres._sql.statements(postgres_schema, clock=False)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        listed = _plan(conn, statements.list_all, {"limit": 20})
+        one_status = _plan(conn, statements.list_status, {"status": "failed", "limit": 20})
+        counted = _plan(conn, statements.count_status, {"status": "cancelled"})
+    for plan in (listed, one_status, counted):
+        assert "Seq Scan" not in plan and "jobs_status_creation_order" in plan, plan
+    assert "Merge Append" in listed, listed
+    top = next(line for line in listed.splitlines() if "Buffers:" in line)
+    assert sum(int(part.split("=")[1]) for part in top.split() if "=" in part) < 100, listed
 
 
 # ------------------------------------------------------------------ coalesced completions

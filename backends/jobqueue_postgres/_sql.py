@@ -6,7 +6,17 @@ into the text is the schema, validated and quoted with ``psycopg.sql``.
 
 Time: ``NOW`` is the injected clock's value when the queue has one (passed as
 ``%(now)s``), else the database's transaction timestamp, so that every host
-agrees on leases and eligibility. Within one statement it is one instant.
+agrees on leases and eligibility. Within one statement it is one instant. Which
+of the two is decided when a handle renders its statements, not by a parameter:
+a parameter would hide the time from the planner.
+
+Plans: psycopg prepares a statement after its fifth execution, and PostgreSQL
+then keeps one generic plan for it unless that plan's estimated cost is higher
+than that of plans made for the actual values. A limit given as a parameter is
+estimated at a tenth of the candidate rows, which on a big table makes the
+generic claim look dear, so every claim was planned anew (a few tenths of a
+millisecond, more than the claim itself). Claiming one job therefore has its
+own statements, with ``LIMIT 1`` written in, whose generic plan is kept.
 
 Readiness: a pending row is ``ready`` when it was claimable the last time it
 was written. The claim index covers ready rows only, so future-dated jobs and
@@ -17,6 +27,13 @@ claim ready, all in one statement.
 
 Completions requested together (see ``_coalesce``) are written together
 by :data:`complete_many`, each row with its own compare-and-set.
+
+Batch inserts: every column of ``create_many`` but ``id`` is given either as an array
+of each job's value or, when all the jobs share it, as that one value with
+an empty array (``unnest`` pads a shorter array with NULLs, and ``coalesce``
+takes the shared value), which spares both sides most of the encoding and
+decoding. The statement always inserts at least two rows or fails whole, so it
+notifies unconditionally.
 
 Wake-ups: a statement that makes jobs claimable sends one ``pg_notify`` on the
 queue's channel (``WAKE``), only when it changed a row, so a transaction sends
@@ -29,7 +46,9 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-NOW = "coalesce(%(now)s::timestamptz, now())"
+from jobqueue import JobStatus
+
+NOW = "{now}"
 COLUMNS = (
     "id, kind, payload, queue, priority, status, attempts, max_attempts, worker_id, error, "
     "stats, run_at, next_retry_at, lease_expires_at, created_at, updated_at, started_at, "
@@ -40,6 +59,15 @@ _FENCE = (
     "status = ANY(%(allowed)s::text[])"
     " AND (%(worker)s::text IS NULL OR worker_id = %(worker)s::text)"
     " AND (%(attempt)s::integer IS NULL OR attempts = %(attempt)s::integer)"
+)
+
+
+# The newest jobs of each status, each read backwards from jobs_status_creation_order;
+# the planner merges them in order and stops at the limit.
+_NEWEST_WITH_STATUS = tuple(
+    f"""(SELECT * FROM {{jobs}} WHERE status = '{status.value}'
+         ORDER BY created_at DESC, seq DESC LIMIT %(limit)s::integer)"""
+    for status in JobStatus
 )
 
 
@@ -73,15 +101,22 @@ _TEXT = {
                                   max_attempts, run_at, created_at, updated_at, ready)
             SELECT r.id, r.kind, r.payload::jsonb, r.queue, r.priority, 'pending', 0,
                    r.max_attempts, r.run_at, {NOW}, {NOW}, {_ready("r.run_at", "NULL")}
-            FROM unnest(%(ids)b::uuid[], %(kinds)b::text[], %(payloads)b::text[],
-                        %(queues)b::text[], %(priorities)b::integer[],
-                        %(max_attempts)b::integer[], %(run_ats)b::timestamptz[])
-                 WITH ORDINALITY AS r(id, kind, payload, queue, priority, max_attempts,
-                                      run_at, ord)
+            FROM (
+                SELECT u.id, coalesce(u.kind, %(kind)s::text) AS kind,
+                       coalesce(u.payload, %(payload)s::text) AS payload,
+                       coalesce(u.queue, %(queue)s::text) AS queue,
+                       coalesce(u.priority, %(priority)s::integer) AS priority,
+                       coalesce(u.max_attempts, %(max_attempts)s::integer) AS max_attempts,
+                       coalesce(u.run_at, %(run_at)s::timestamptz) AS run_at, u.ord
+                FROM unnest(%(ids)b::uuid[], %(kind_each)b::text[], %(payload_each)b::text[],
+                            %(queue_each)b::text[], %(priority_each)b::integer[],
+                            %(max_attempts_each)b::integer[], %(run_at_each)b::timestamptz[])
+                     WITH ORDINALITY AS u(id, kind, payload, queue, priority, max_attempts,
+                                          run_at, ord)
+            ) AS r
             ORDER BY r.ord
-            RETURNING created_at
         )
-        SELECT min(created_at), {_wake()} FROM changed""",
+        SELECT {NOW}, pg_notify(%(channel)s, '')""",
     "claim": f"""
         WITH ready_rows AS MATERIALIZED (
             SELECT id, queue, priority, (next_retry_at IS NOT NULL) AS is_retry, created_at, seq
@@ -91,7 +126,7 @@ _TEXT = {
               AND (next_retry_at IS NULL OR next_retry_at <= {NOW})
               {{queue_filter}}
             ORDER BY priority DESC, (next_retry_at IS NOT NULL), created_at, seq
-            LIMIT %(limit)s::integer
+            LIMIT {{limit}}
             FOR UPDATE SKIP LOCKED
         ), due_rows AS MATERIALIZED (
             SELECT id, queue, priority, (next_retry_at IS NOT NULL) AS is_retry, created_at, seq
@@ -105,7 +140,7 @@ _TEXT = {
                 SELECT * FROM due_rows WHERE true {{queue_filter}}
             ) AS candidates
             ORDER BY priority DESC, is_retry, created_at, seq
-            LIMIT %(limit)s::integer
+            LIMIT {{limit}}
         ), promoted AS (
             UPDATE {{jobs}} SET ready = true
             WHERE id IN (SELECT id FROM due_rows) AND id NOT IN (SELECT id FROM picked)
@@ -154,7 +189,7 @@ _TEXT = {
         WHERE id = %(id)s::uuid AND {_FENCE}""",
     "get": f"SELECT {COLUMNS} FROM {{jobs}} WHERE id = %(id)s::uuid",
     "list_all": f"""
-        SELECT {COLUMNS} FROM {{jobs}}
+        SELECT {COLUMNS} FROM ({" UNION ALL ".join(_NEWEST_WITH_STATUS)}) AS newest
         ORDER BY created_at DESC, seq DESC LIMIT %(limit)s::integer""",
     "list_status": f"""
         SELECT {COLUMNS} FROM {{jobs}} WHERE status = %(status)s::text
@@ -231,6 +266,8 @@ class Statements:
     create_many: bytes
     claim: bytes
     claim_queues: bytes
+    claim_one: bytes
+    claim_one_queues: bytes
     complete: bytes
     complete_many: bytes
     fail_final: bytes
@@ -249,18 +286,27 @@ class Statements:
     purge: bytes
 
 
-def statements(schema: str) -> Statements:
-    """The statements for the tables of ``schema`` (already validated)."""
+_QUEUE_FILTER = "AND queue = ANY(%(queues)s::text[])"
+
+
+def statements(schema: str, *, clock: bool) -> Statements:
+    """The statements for the tables of ``schema`` (already validated), taking the time
+    from the ``now`` parameter when ``clock`` is true, else from the database."""
     jobs = sql.Identifier(schema, "jobs")
+    now = sql.SQL("%(now)s::timestamptz" if clock else "now()")
     composed: dict[str, bytes] = {}
     for name, text in _TEXT.items():
         if name == "claim":
-            for variant, queue_filter in (
-                ("claim", ""),
-                ("claim_queues", "AND queue = ANY(%(queues)s::text[])"),
+            for variant, limit, queue_filter in (
+                ("claim", "%(limit)s::integer", ""),
+                ("claim_queues", "%(limit)s::integer", _QUEUE_FILTER),
+                ("claim_one", "1", ""),
+                ("claim_one_queues", "1", _QUEUE_FILTER),
             ):
-                query = sql.SQL(text).format(jobs=jobs, queue_filter=sql.SQL(queue_filter))
+                query = sql.SQL(text).format(
+                    jobs=jobs, now=now, limit=sql.SQL(limit), queue_filter=sql.SQL(queue_filter)
+                )
                 composed[variant] = query.as_bytes(None)
         else:
-            composed[name] = sql.SQL(text).format(jobs=jobs).as_bytes(None)
+            composed[name] = sql.SQL(text).format(jobs=jobs, now=now).as_bytes(None)
     return Statements(**composed)
