@@ -12,7 +12,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from functools import partial
 from pathlib import Path
 from uuid import UUID
 
@@ -466,7 +465,8 @@ async def test_claim_cost_stays_flat_with_finished_and_future_jobs(tmp_path: Pat
     async with jobqueue.connect(url_for(tmp_path / "q.db"), clock=clock) as queue:
         assert isinstance(queue, SQLiteJobQueue)
         counter = StepCounter()
-        await queue._db.connection.set_progress_handler(counter, 100)
+        assert queue._db.loop_connection is not None
+        queue._db.loop_connection.set_progress_handler(counter, 100)
         await queue.create_jobs([CreateJobRequest(kind="fresh") for _ in range(10)])
         baseline, kind = await _claim_cost(queue, counter)
         assert kind == "fresh"
@@ -501,7 +501,8 @@ async def test_concurrent_outcomes_each_keep_their_own_guard(tmp_path: Path) -> 
     async with jobqueue.connect(url_for(tmp_path / "q.db"), clock=clock) as queue:
         assert isinstance(queue, SQLiteJobQueue)
         statements: list[str] = []
-        await queue._db.connection.set_trace_callback(statements.append)
+        assert queue._db.loop_connection is not None
+        queue._db.loop_connection.set_trace_callback(statements.append)
         jobs = await queue.create_jobs([CreateJobRequest(kind=f"k{i}") for i in range(8)])
         pending_one = jobs[7]
         claimed = await queue.claim_jobs("w", 7)
@@ -658,10 +659,8 @@ async def test_a_failing_change_does_not_fail_the_changes_written_with_it(
         assert isinstance(queue, SQLiteJobQueue)
         await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(4)])
         jobs = await queue.claim_jobs("w", 4)
-        connection = queue._db.connection
-        # aiosqlite has no setlimit: run it on the connection's own thread.
-        set_limit = partial(connection._conn.setlimit, sqlite3.SQLITE_LIMIT_LENGTH, 400)
-        await connection._execute(set_limit)  # type: ignore[no-untyped-call]
+        assert queue._db.loop_connection is not None
+        queue._db.loop_connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 400)
         results = await asyncio.gather(
             *(queue.complete_job(job.id, {"n": i}) for i, job in enumerate(jobs[:3])),
             queue.complete_job(jobs[3].id, {"big": "x" * 500}),

@@ -123,7 +123,8 @@ class OutcomeWriter:
                 changed = {batch[0].job_id} if await self._db.fetch(statement, params) else set()
             else:
                 rows = [change.row() for change in batch]
-                found = await self._db.fetch(sql.OUTCOMES, {"batch": sql.dump_json(rows)})
+                run = self._db.for_rows(len(rows))
+                found = await run(sql.OUTCOMES, {"batch": sql.dump_json(rows)})
                 changed = {row[0] for row in found}
         except Exception as exc:
             if len(batch) == 1 or is_busy(exc.__cause__ or exc):
