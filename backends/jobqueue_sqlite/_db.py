@@ -16,8 +16,12 @@ open, the statement runs on aiosqlite's connection instead, whose thread
 waits for the lock with bounded, jittered pauses. Statements whose work grows
 with the table or with a caller's batch always run there, and so do the WAL
 checkpoints of the loop connection's writes, whose ``fsync`` calls could stall
-the loop for milliseconds. Both connections open the same file in WAL mode,
-so each statement sees everything either of them committed before it began.
+the loop for milliseconds; statements issued meanwhile wait for the
+checkpoint to end (without blocking the loop), so that the WAL can start over
+after it. A task that makes call after call answered at once on the loop
+still yields to the event loop every :data:`YIELD_INTERVAL`. Both connections
+open the same file in WAL mode, so each statement sees everything either of
+them committed before it began.
 
 Longer transactions use an explicit ``BEGIN IMMEDIATE`` on aiosqlite's
 connection and hold the handle meanwhile, so no other task's statement slips
@@ -39,7 +43,7 @@ import aiosqlite
 from jobqueue import BackendUnavailableError
 from jobqueue.backend import redact_url
 
-__all__ = ["LOOP_ROWS", "Database", "is_busy"]
+__all__ = ["LOOP_ROWS", "YIELD_INTERVAL", "Database", "is_busy"]
 
 Row = Sequence[Any]
 Parameters = Sequence[Any] | dict[str, Any]
@@ -51,6 +55,10 @@ SQLITE_BUSY = 5
 # processes do not wake up in lockstep.
 BUSY_SLICE_MS = 50
 MAX_BACKOFF = 0.05
+
+YIELD_INTERVAL = 0.001
+"""Seconds this handle may keep the event loop with statements on it before it yields once,
+so that other tasks run (and can cancel) while a task makes call after call."""
 
 LOOP_ROWS = 100
 """The most rows a statement may be meant to touch and still run on the loop's thread."""
@@ -92,6 +100,7 @@ class Database:
         self._changes = 0
         self._checkpoint: asyncio.Task[None] | None = None
         self._closing = False
+        self._yield_at = 0.0
 
     def use_loop_connection(self, connection: sqlite3.Connection) -> None:
         """Run short statements on ``connection`` from now on.
@@ -107,23 +116,52 @@ class Database:
     async def fetch(self, sql: str, parameters: Parameters = ()) -> list[Row]:
         """Run one short statement (its own transaction) and return all its rows.
 
-        Yields to the event loop once, then runs the statement on the loop
-        connection; if that connection is refused the lock, or a transaction
-        of this handle is open, on aiosqlite's connection. Use it only for
-        statements meant to touch at most :data:`LOOP_ROWS` rows.
+        On the loop connection when :meth:`run_on_loop` can (yielding to the
+        event loop first when it is due), else on aiosqlite's connection. Use
+        it only for statements meant to touch at most :data:`LOOP_ROWS` rows.
         """
-        await asyncio.sleep(0)
-        connection = self.loop_connection
-        if connection is not None and self._checkpoint is None and not self._held.locked():
-            try:
-                rows = connection.execute(sql, parameters).fetchall()
-            except sqlite3.Error as exc:
-                if not is_busy(exc):
-                    raise self.unavailable(exc) from exc
+        rows = self.run_on_loop(sql, parameters)
+        if rows is None and (self._checkpoint is not None or time.monotonic() >= self._yield_at):
+            # Waiting out a checkpoint, rather than writing through the other
+            # connection meanwhile, lets the WAL restart after it and keeps the
+            # loop connection's page cache, which any write of another
+            # connection would make it discard.
+            if self._checkpoint is not None:
+                await asyncio.shield(self._checkpoint)
             else:
-                self._count_loop_write(connection)
-                return rows
-        return await self._patiently(self._outside_transactions, sql, parameters)
+                await asyncio.sleep(0)
+            self._yield_at = time.monotonic() + YIELD_INTERVAL
+            rows = self.run_on_loop(sql, parameters)
+        if rows is None:
+            rows = await self._patiently(self._outside_transactions, sql, parameters)
+        return rows
+
+    def run_on_loop(self, sql: str, parameters: Parameters = ()) -> list[Row] | None:
+        """Run one short statement on the loop connection now and return all its rows.
+
+        Returns None, having changed nothing, when the statement must go to
+        aiosqlite's connection: there is no loop connection, a transaction or
+        checkpoint of this handle is in progress, or another connection holds
+        the write lock; also when this handle has run statements on the loop
+        for :data:`YIELD_INTERVAL` without yielding to it. Raises
+        ``BackendUnavailableError`` for any other SQLite error.
+        """
+        connection = self.loop_connection
+        if (
+            connection is None
+            or self._checkpoint is not None
+            or self._held.locked()
+            or time.monotonic() >= self._yield_at
+        ):
+            return None
+        try:
+            rows = connection.execute(sql, parameters).fetchall()
+        except sqlite3.Error as exc:
+            if is_busy(exc):
+                return None
+            raise self.unavailable(exc) from exc
+        self._count_loop_write(connection)
+        return rows
 
     async def fetch_in_thread(self, sql: str, parameters: Parameters = ()) -> list[Row]:
         """Run one statement (its own transaction) on aiosqlite's thread; return all its rows.

@@ -90,7 +90,16 @@ class OutcomeWriter:
         self._writer: asyncio.Task[None] | None = None
 
     async def apply(self, change: Change) -> bool:
-        """Write ``change``; True when its guard matched and the job changed."""
+        """Write ``change``; True when its guard matched and the job changed.
+
+        When no write is in progress and the statement can run on the event
+        loop's thread at once, it is written there, without a task.
+        """
+        if self._writer is None:
+            statement, params = change.statement()
+            rows = self._db.run_on_loop(statement, params)
+            if rows is not None:
+                return bool(rows)
         change.done = asyncio.get_running_loop().create_future()
         self._waiting.append(change)
         if self._writer is None:
