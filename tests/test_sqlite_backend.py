@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from uuid import UUID
 
@@ -494,15 +495,15 @@ async def test_claim_cost_stays_flat_with_finished_and_future_jobs(tmp_path: Pat
 
 
 async def test_concurrent_outcomes_each_keep_their_own_guard(tmp_path: Path) -> None:
-    """Outcome calls made at once (written together) give every call the result it would
-    get alone: each fenced call checks its own worker and attempt, a second outcome for
-    the same job is refused, unknown ids raise, and each job ends as its call said."""
+    """Outcome calls made at once (written together, here because they wait behind a
+    transaction of the handle) give every call the result it would get alone: each fenced
+    call checks its own worker and attempt, a second outcome for the same job is refused,
+    unknown ids raise, and each job ends as its call said."""
     clock = FakeClock()
     async with jobqueue.connect(url_for(tmp_path / "q.db"), clock=clock) as queue:
         assert isinstance(queue, SQLiteJobQueue)
         statements: list[str] = []
-        assert queue._db.loop_connection is not None
-        queue._db.loop_connection.set_trace_callback(statements.append)
+        await queue._db.connection.set_trace_callback(statements.append)
         jobs = await queue.create_jobs([CreateJobRequest(kind=f"k{i}") for i in range(8)])
         pending_one = jobs[7]
         claimed = await queue.claim_jobs("w", 7)
@@ -520,7 +521,10 @@ async def test_concurrent_outcomes_each_keep_their_own_guard(tmp_path: Path) -> 
             queue.cancel_job(pending_one.id),
             queue.complete_job(UUID(int=7), {}),
         ]
-        results = await asyncio.gather(*calls, return_exceptions=True)
+        async with queue._db.transaction():
+            gathered = asyncio.gather(*calls, return_exceptions=True)
+            await asyncio.sleep(0.05)
+        results = await gathered
         names = [type(r).__name__ if r is not None else None for r in results]
         assert names == [
             None,
@@ -661,11 +665,19 @@ async def test_a_failing_change_does_not_fail_the_changes_written_with_it(
         jobs = await queue.claim_jobs("w", 4)
         assert queue._db.loop_connection is not None
         queue._db.loop_connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 400)
-        results = await asyncio.gather(
-            *(queue.complete_job(job.id, {"n": i}) for i, job in enumerate(jobs[:3])),
-            queue.complete_job(jobs[3].id, {"big": "x" * 500}),
-            return_exceptions=True,
-        )
+        connection = queue._db.connection
+        # aiosqlite has no setlimit: run it on the connection's own thread.
+        set_limit = partial(connection._conn.setlimit, sqlite3.SQLITE_LIMIT_LENGTH, 400)
+        await connection._execute(set_limit)  # type: ignore[no-untyped-call]
+        # Calls waiting behind a transaction of the handle are then written together.
+        async with queue._db.transaction():
+            gathered = asyncio.gather(
+                *(queue.complete_job(job.id, {"n": i}) for i, job in enumerate(jobs[:3])),
+                queue.complete_job(jobs[3].id, {"big": "x" * 500}),
+                return_exceptions=True,
+            )
+            await asyncio.sleep(0.05)
+        results = await gathered
         assert results[:3] == [None, None, None]
         assert isinstance(results[3], BackendUnavailableError)
         assert "too big" in str(results[3])

@@ -1,10 +1,12 @@
 """Outcome writes (complete, fail, cancel) of one handle, coalesced into few statements.
 
-Outcomes that arrive while an earlier one is being written are written
-together by the next statement: one compare-and-set per job inside one
-transaction, so each call keeps its own guard and effect, and many tasks
-finishing jobs at once share the cost of one trip to the database. A lone
-outcome is written by a statement of its own kind.
+An outcome arriving while none is being written is written at once by a
+statement of its own kind, on the event loop's thread when it can be. Outcomes
+that arrive while an earlier one is being written (on aiosqlite's thread:
+waiting for the write lock, a transaction or a checkpoint) are written together
+by the next statement: one compare-and-set per job inside one transaction, so
+each call keeps its own guard and effect, and many tasks finishing jobs at
+once share the cost of one trip to the database.
 """
 
 from __future__ import annotations
