@@ -13,7 +13,7 @@ import pytest
 
 import jobqueue
 from jobqueue import BackendUnavailableError, CreateJobRequest, JobStatus
-from jobqueue_sqlite import SQLiteJobQueue, _db
+from jobqueue_sqlite import SQLiteJobQueue, _db, _sql
 
 
 @pytest.fixture
@@ -221,3 +221,15 @@ async def test_an_error_on_the_loop_connection_names_the_database(
     with pytest.raises(BackendUnavailableError, match=r"sqlite:///.*q\.db.*too big"):
         await queue.create_job(CreateJobRequest(kind="k", payload={"x": "y" * 500}))
     assert (await queue.counts())[JobStatus.PENDING] == 0
+
+
+async def test_a_one_job_claim_builds_no_temporary_index(queue: SQLiteJobQueue) -> None:
+    """A claim of one job picks it by ``=``: SQLite's plan has no list of candidates to
+    build, which the claim of several jobs has."""
+    params = {"worker": "w", "now": 0, "expires": 1, "limit": 1}
+    plans = [
+        " ".join(str(row[3]) for row in await queue._db.fetch(f"EXPLAIN QUERY PLAN {text}", params))
+        for text in (_sql.claim(0, one=True), _sql.claim(0))
+    ]
+    assert "LIST SUBQUERY" not in plans[0] and "SCALAR SUBQUERY" in plans[0]
+    assert "LIST SUBQUERY" in plans[1]

@@ -125,7 +125,7 @@ class SQLiteJobQueue(JobQueue):
             params[f"q{i}"] = name
         if time.monotonic() - self._promoted_at >= PROMOTE_INTERVAL:
             await self._promote(params["now"])
-        rows = await self._db.for_rows(limit)(sql.claim(len(names)), params)
+        rows = await self._db.for_rows(limit)(sql.claim(len(names), limit == 1), params)
         if any(not row[sql.SEQ + 1] for row in rows):
             self._promoted_at = -PROMOTE_INTERVAL
         rows.sort(key=sql.claim_order)
