@@ -466,7 +466,8 @@ async def test_claim_cost_stays_flat_with_finished_and_future_jobs(tmp_path: Pat
     async with jobqueue.connect(url_for(tmp_path / "q.db"), clock=clock) as queue:
         assert isinstance(queue, SQLiteJobQueue)
         counter = StepCounter()
-        await queue._db.connection.set_progress_handler(counter, 100)
+        assert queue._db.loop_connection is not None
+        queue._db.loop_connection.set_progress_handler(counter, 100)
         await queue.create_jobs([CreateJobRequest(kind="fresh") for _ in range(10)])
         baseline, kind = await _claim_cost(queue, counter)
         assert kind == "fresh"
@@ -494,9 +495,10 @@ async def test_claim_cost_stays_flat_with_finished_and_future_jobs(tmp_path: Pat
 
 
 async def test_concurrent_outcomes_each_keep_their_own_guard(tmp_path: Path) -> None:
-    """Outcome calls made at once (written together) give every call the result it would
-    get alone: each fenced call checks its own worker and attempt, a second outcome for
-    the same job is refused, unknown ids raise, and each job ends as its call said."""
+    """Outcome calls made at once (written together, here because they wait behind a
+    transaction of the handle) give every call the result it would get alone: each fenced
+    call checks its own worker and attempt, a second outcome for the same job is refused,
+    unknown ids raise, and each job ends as its call said."""
     clock = FakeClock()
     async with jobqueue.connect(url_for(tmp_path / "q.db"), clock=clock) as queue:
         assert isinstance(queue, SQLiteJobQueue)
@@ -519,7 +521,10 @@ async def test_concurrent_outcomes_each_keep_their_own_guard(tmp_path: Path) -> 
             queue.cancel_job(pending_one.id),
             queue.complete_job(UUID(int=7), {}),
         ]
-        results = await asyncio.gather(*calls, return_exceptions=True)
+        async with queue._db.transaction():
+            gathered = asyncio.gather(*calls, return_exceptions=True)
+            await asyncio.sleep(0.05)
+        results = await gathered
         names = [type(r).__name__ if r is not None else None for r in results]
         assert names == [
             None,
@@ -658,15 +663,21 @@ async def test_a_failing_change_does_not_fail_the_changes_written_with_it(
         assert isinstance(queue, SQLiteJobQueue)
         await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(4)])
         jobs = await queue.claim_jobs("w", 4)
+        assert queue._db.loop_connection is not None
+        queue._db.loop_connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 400)
         connection = queue._db.connection
         # aiosqlite has no setlimit: run it on the connection's own thread.
         set_limit = partial(connection._conn.setlimit, sqlite3.SQLITE_LIMIT_LENGTH, 400)
         await connection._execute(set_limit)  # type: ignore[no-untyped-call]
-        results = await asyncio.gather(
-            *(queue.complete_job(job.id, {"n": i}) for i, job in enumerate(jobs[:3])),
-            queue.complete_job(jobs[3].id, {"big": "x" * 500}),
-            return_exceptions=True,
-        )
+        # Calls waiting behind a transaction of the handle are then written together.
+        async with queue._db.transaction():
+            gathered = asyncio.gather(
+                *(queue.complete_job(job.id, {"n": i}) for i, job in enumerate(jobs[:3])),
+                queue.complete_job(jobs[3].id, {"big": "x" * 500}),
+                return_exceptions=True,
+            )
+            await asyncio.sleep(0.05)
+        results = await gathered
         assert results[:3] == [None, None, None]
         assert isinstance(results[3], BackendUnavailableError)
         assert "too big" in str(results[3])

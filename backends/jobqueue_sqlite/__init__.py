@@ -54,6 +54,7 @@ async def open_sqlite(
     db = await _connect(config, create=migrate)
     try:
         await prepare(db, url, config.path, migrate=migrate, synchronous=config.synchronous)
+        db.use_loop_connection(_connect_on_loop(config))
     except BaseException:
         await db.close()
         raise
@@ -93,3 +94,24 @@ async def _connect(config: SQLiteConfig, *, create: bool) -> Database:
     except sqlite3.Error as exc:
         raise BackendUnavailableError(f"cannot open {config.path}: {exc}") from exc
     return Database(connection, config.url, config.timeout)
+
+
+def _connect_on_loop(config: SQLiteConfig) -> sqlite3.Connection:
+    """The connection for short statements, opened on the event loop's thread.
+
+    Opened once the file is known to be a jobqueue database in WAL mode, so it
+    shares every commit with aiosqlite's connection.
+    """
+    try:
+        connection = sqlite3.connect(
+            f"file:{quote(config.path)}?mode=rw", uri=True, isolation_level=None, timeout=0
+        )
+    except sqlite3.Error as exc:
+        raise BackendUnavailableError(f"cannot open {config.path}: {exc}") from exc
+    try:
+        connection.execute(f"PRAGMA synchronous = {config.synchronous.upper()}")
+        connection.execute("PRAGMA wal_autocheckpoint = 0")
+    except sqlite3.Error as exc:
+        connection.close()
+        raise BackendUnavailableError(f"cannot open {config.path}: {exc}") from exc
+    return connection

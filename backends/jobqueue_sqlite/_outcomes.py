@@ -1,10 +1,12 @@
 """Outcome writes (complete, fail, cancel) of one handle, coalesced into few statements.
 
-Outcomes that arrive while an earlier one is being written are written
-together by the next statement: one compare-and-set per job inside one
-transaction, so each call keeps its own guard and effect, and many tasks
-finishing jobs at once share the cost of one trip to the database. A lone
-outcome is written by a statement of its own kind.
+An outcome arriving while none is being written is written at once by a
+statement of its own kind, on the event loop's thread when it can be. Outcomes
+that arrive while an earlier one is being written (on aiosqlite's thread:
+waiting for the write lock, a transaction or a checkpoint) are written together
+by the next statement: one compare-and-set per job inside one transaction, so
+each call keeps its own guard and effect, and many tasks finishing jobs at
+once share the cost of one trip to the database.
 """
 
 from __future__ import annotations
@@ -90,7 +92,16 @@ class OutcomeWriter:
         self._writer: asyncio.Task[None] | None = None
 
     async def apply(self, change: Change) -> bool:
-        """Write ``change``; True when its guard matched and the job changed."""
+        """Write ``change``; True when its guard matched and the job changed.
+
+        When no write is in progress and the statement can run on the event
+        loop's thread at once, it is written there, without a task.
+        """
+        if self._writer is None:
+            statement, params = change.statement()
+            rows = self._db.run_on_loop(statement, params)
+            if rows is not None:
+                return bool(rows)
         change.done = asyncio.get_running_loop().create_future()
         self._waiting.append(change)
         if self._writer is None:
@@ -123,7 +134,8 @@ class OutcomeWriter:
                 changed = {batch[0].job_id} if await self._db.fetch(statement, params) else set()
             else:
                 rows = [change.row() for change in batch]
-                found = await self._db.fetch(sql.OUTCOMES, {"batch": sql.dump_json(rows)})
+                run = self._db.for_rows(len(rows))
+                found = await run(sql.OUTCOMES, {"batch": sql.dump_json(rows)})
                 changed = {row[0] for row in found}
         except Exception as exc:
             if len(batch) == 1 or is_busy(exc.__cause__ or exc):

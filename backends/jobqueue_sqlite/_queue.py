@@ -102,7 +102,7 @@ class SQLiteJobQueue(JobQueue):
                     for r in rows
                 ]
             )  # fmt: skip
-            await self._db.fetch(sql.CREATE, {"now": micros, "batch": batch})
+            await self._db.for_rows(len(rows))(sql.CREATE, {"now": micros, "batch": batch})
         self._wake()
         # The jobs are exactly what was written; no need to read them back.
         return [
@@ -125,7 +125,7 @@ class SQLiteJobQueue(JobQueue):
             params[f"q{i}"] = name
         if time.monotonic() - self._promoted_at >= PROMOTE_INTERVAL:
             await self._promote(params["now"])
-        rows = await self._db.fetch(sql.claim(len(names)), params)
+        rows = await self._db.for_rows(limit)(sql.claim(len(names), limit == 1), params)
         if any(not row[sql.SEQ + 1] for row in rows):
             self._promoted_at = -PROMOTE_INTERVAL
         rows.sort(key=sql.claim_order)
@@ -136,7 +136,7 @@ class SQLiteJobQueue(JobQueue):
 
         Claims are right without it; it keeps them from sorting many such jobs.
         """
-        await self._db.fetch(sql.PROMOTE, {"now": now})
+        await self._db.fetch_in_thread(sql.PROMOTE, {"now": now})
         self._promoted_at = time.monotonic()
 
     async def _outcome(self, outcome: Outcome, change: Change) -> None:
@@ -170,9 +170,10 @@ class SQLiteJobQueue(JobQueue):
 
     async def _list_jobs(self, status: JobStatus | None, limit: int) -> list[Job]:
         if status is None:
-            rows = await self._db.fetch(sql.LIST_ALL, {"limit": limit})
+            rows = await self._db.for_rows(limit)(sql.LIST_ALL, {"limit": limit})
         else:
-            rows = await self._db.fetch(sql.LIST_STATUS, {"status": status.value, "limit": limit})
+            params = {"status": status.value, "limit": limit}
+            rows = await self._db.fetch_in_thread(sql.LIST_STATUS, params)
         return [sql.job_from_row(row) for row in rows]
 
     async def _release_job(self, job_id: UUID) -> bool:
@@ -184,26 +185,28 @@ class SQLiteJobQueue(JobQueue):
         return False
 
     async def _release_worker_jobs(self, worker_id: str) -> int:
-        rows = await self._db.fetch(sql.RELEASE_WORKER, {"worker": worker_id, "now": self._now()})
+        params = {"worker": worker_id, "now": self._now()}
+        rows = await self._db.fetch_in_thread(sql.RELEASE_WORKER, params)
         if rows:
             self._wake()
         return len(rows)
 
     async def _counts(self) -> Mapping[JobStatus, int]:
-        rows = await self._db.fetch(sql.COUNTS)
+        rows = await self._db.fetch_in_thread(sql.COUNTS)
         return {JobStatus(status): count for status, count in rows}
 
     async def _count_by_status(self, status: JobStatus) -> int:
-        rows = await self._db.fetch(sql.COUNT, {"status": status.value})
+        rows = await self._db.fetch_in_thread(sql.COUNT, {"status": status.value})
         return int(rows[0][0])
 
     async def _heartbeat(self, worker_id: str) -> set[UUID]:
         expires = sql.to_micros(self.now() + self.lease)
-        rows = await self._db.fetch(sql.HEARTBEAT, {"worker": worker_id, "expires": expires})
+        params = {"worker": worker_id, "expires": expires}
+        rows = await self._db.fetch_in_thread(sql.HEARTBEAT, params)
         return {UUID(row[0]) for row in rows}
 
     async def _rescue_expired_jobs(self) -> int:
-        rows = await self._db.fetch(sql.RESCUE, {"now": self._now()})
+        rows = await self._db.fetch_in_thread(sql.RESCUE, {"now": self._now()})
         if any(row[0] == JobStatus.PENDING for row in rows):
             self._wake()
         return len(rows)
@@ -221,7 +224,7 @@ class SQLiteJobQueue(JobQueue):
         cutoff = {"cutoff": sql.to_micros(finished_before)}
         total = 0
         while True:
-            deleted = len(await self._db.fetch(statement, cutoff))
+            deleted = len(await self._db.fetch_in_thread(statement, cutoff))
             total += deleted
             if deleted < sql.PURGE_CHUNK:
                 return total

@@ -18,6 +18,7 @@ fell due since are found through ``jobqueue_jobs_scheduled`` and marked due.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 
@@ -106,14 +107,16 @@ def _how_to_migrate(url: str) -> str:
 
 
 async def _read_state(run: Run) -> _State:
-    rows = await run("PRAGMA application_id", ())
-    application_id = int(rows[0][0])
-    tables = tuple(
-        str(row[0])
-        for row in await run(
-            "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name", ()
-        )
+    # The mark and the tables are read by one statement, so from one snapshot: a
+    # migration another process commits in between cannot show tables without the mark.
+    rows = await run(
+        "SELECT (SELECT application_id FROM pragma_application_id), "
+        "(SELECT json_group_array(name) FROM "
+        "(SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name))",
+        (),
     )
+    application_id = int(rows[0][0])
+    tables = tuple(str(name) for name in json.loads(rows[0][1]))
     version = None
     if application_id == APPLICATION_ID and "jobqueue_meta" in tables:
         found = await run("SELECT value FROM jobqueue_meta WHERE key = 'schema_version'", ())
