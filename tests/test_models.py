@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import inspect
 import math
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -281,3 +282,32 @@ def test_job_is_frozen() -> None:
         "started_at",
         "finished_at",
     ]
+
+
+def test_job_is_built_like_the_dataclass_it_declares() -> None:
+    """Positional and keyword construction agree, every field is required, unknown
+    keywords are refused, and ``dataclasses.replace`` works."""
+    values: list[Any] = [
+        uuid.uuid4(),
+        "k",
+        {"a": 1},
+        "q",
+        3,
+        JobStatus.PENDING,
+        0,
+        5,
+        None,
+        None,
+        None,
+    ]
+    values += [None, None, None, NOW, NOW, None, None]
+    names = [f.name for f in dataclasses.fields(Job)]
+    by_position = Job(*values)
+    assert by_position == Job(**dict(zip(names, values, strict=True)))
+    assert [getattr(by_position, name) for name in names] == values
+    with pytest.raises(TypeError, match="finished_at"):
+        Job(*values[:-1])
+    with pytest.raises(TypeError, match="bogus"):
+        Job(*values, bogus=1)  # type: ignore[call-arg]
+    assert dataclasses.replace(by_position, kind="other").kind == "other"
+    assert list(inspect.signature(Job).parameters) == names
