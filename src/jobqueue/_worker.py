@@ -81,7 +81,7 @@ class Worker:
     Guarantees:
 
     - at most ``concurrency`` handlers run at once; claims ask for exactly the
-      free slots, in one batch; a slot is free again once its handler returned,
+      free slots, in one batch; a slot is free again once its handler has returned,
       while its outcome is being written, so claiming overlaps recording; at
       most ``2 * concurrency`` jobs are held (running or recording) at once;
     - leases are renewed every ``heartbeat_interval`` seconds (default: a third
