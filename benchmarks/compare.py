@@ -189,18 +189,12 @@ async def run_postgres(settings: Settings, samples: Samples) -> None:
             async with fresh_ours() as queue:
                 return await ours.enqueue_batch(queue, settings.jobs)
 
-        def bare_measure(action: Callable[[], Awaitable[float]], preload: int = 0) -> Measure:
-            async def measure() -> float:
-                await bare.reset(dsn)
-                if preload:
-                    await bare.preload(dsn, preload)
-                return await action()
-
-            return measure
-
         def peer_measure(
             peer: Any, action: Callable[[], Awaitable[float]], preload: int = 0
         ) -> Measure:
+            """``action`` on a freshly reset schema of ``peer`` (a peer or the bare baseline)
+            holding ``preload`` jobs."""
+
             async def measure() -> float:
                 await peer.reset(dsn)
                 if preload:
@@ -208,6 +202,9 @@ async def run_postgres(settings: Settings, samples: Samples) -> None:
                 return await action()
 
             return measure
+
+        def bare_measure(action: Callable[[], Awaitable[float]], preload: int = 0) -> Measure:
+            return peer_measure(bare, action, preload)
 
         settings_single = max(200, settings.jobs // 10)
         single_config = f"1 connection, N={settings_single}"
@@ -441,25 +438,26 @@ async def run_sqlite(settings: Settings, samples: Samples) -> None:
         finally:
             await queue.close()
 
-    def bare_measure(action: Callable[[str], float], preload: int = 0) -> Measure:
+    def file_measure(
+        system: Any, tag: str, action: Callable[[str], float], preload: int = 0
+    ) -> Measure:
+        """``action`` on a fresh file of ``system`` (huey or the bare baseline) holding
+        ``preload`` jobs."""
+
         async def measure() -> float:
-            path = fresh_path("bare")
-            bare.reset(path)
+            path = fresh_path(tag)
+            system.reset(path)
             if preload:
-                bare.preload(path, preload)
+                system.preload(path, preload)
             return action(path)
 
         return measure
+
+    def bare_measure(action: Callable[[str], float], preload: int = 0) -> Measure:
+        return file_measure(bare, "bare", action, preload)
 
     def huey_measure(action: Callable[[str], float], preload: int = 0) -> Measure:
-        async def measure() -> float:
-            path = fresh_path("huey")
-            huey.reset(path)
-            if preload:
-                huey.preload(path, preload)
-            return action(path)
-
-        return measure
+        return file_measure(huey, "huey", action, preload)
 
     single = max(200, settings.jobs // 10)
 

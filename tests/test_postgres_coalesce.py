@@ -59,6 +59,18 @@ async def test_completions_of_one_loop_turn_are_one_write(
     assert results == [i != ids[7] for i in ids]
 
 
+def complete_later(coalescer: Coalescer, job_id: UUID) -> asyncio.Task[bool]:
+    return asyncio.create_task(coalescer.complete(job_id, "{}", FENCE))
+
+
+async def write_in_flight(db: FakeDatabase, coalescer: Coalescer) -> asyncio.Task[bool]:
+    """A completion whose write has started and waits for ``db.gate``."""
+    db.gate.clear()
+    first = complete_later(coalescer, uuid4())
+    await asyncio.sleep(0.01)
+    return first
+
+
 async def test_a_lone_completion_is_written_alone(db: FakeDatabase, coalescer: Coalescer) -> None:
     job = uuid4()
     assert await coalescer.complete(job, "{}", FENCE)
@@ -68,11 +80,9 @@ async def test_a_lone_completion_is_written_alone(db: FakeDatabase, coalescer: C
 async def test_completions_arriving_during_a_write_go_together_next(
     db: FakeDatabase, coalescer: Coalescer
 ) -> None:
-    db.gate.clear()
-    first = asyncio.create_task(coalescer.complete(uuid4(), "{}", FENCE))
-    await asyncio.sleep(0.01)
+    first = await write_in_flight(db, coalescer)
     later_ids = [uuid4() for _ in range(5)]
-    later = [asyncio.create_task(coalescer.complete(i, "{}", FENCE)) for i in later_ids]
+    later = [complete_later(coalescer, i) for i in later_ids]
     await asyncio.sleep(0.01)
     assert len(db.writes) == 1  # the others wait for the write in flight
     db.gate.set()
@@ -91,12 +101,10 @@ async def test_one_job_twice_in_a_turn_goes_in_two_writes(
 async def test_a_caller_that_gave_up_before_the_write_sends_nothing(
     db: FakeDatabase, coalescer: Coalescer
 ) -> None:
-    db.gate.clear()
-    first = asyncio.create_task(coalescer.complete(uuid4(), "{}", FENCE))
-    await asyncio.sleep(0.01)
+    first = await write_in_flight(db, coalescer)
     kept, dropped = uuid4(), uuid4()
-    keep = asyncio.create_task(coalescer.complete(kept, "{}", FENCE))
-    drop = asyncio.create_task(coalescer.complete(dropped, "{}", FENCE))
+    keep = complete_later(coalescer, kept)
+    drop = complete_later(coalescer, dropped)
     await asyncio.sleep(0.01)
     drop.cancel()
     db.gate.set()
@@ -141,7 +149,7 @@ async def test_close_waits_for_a_write_not_yet_started(
     db: FakeDatabase, coalescer: Coalescer
 ) -> None:
     job = uuid4()
-    task = asyncio.create_task(coalescer.complete(job, "{}", FENCE))
+    task = complete_later(coalescer, job)
     await asyncio.sleep(0)
     await coalescer.close()
     assert db.writes == [[job]]
