@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from jobqueue import CreateJobRequest, InvalidRequestError, Job, JobStatus
+from jobqueue.backend import new_job, set_created_at
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -311,3 +312,14 @@ def test_job_is_built_like_the_dataclass_it_declares() -> None:
         Job(*values, bogus=1)  # type: ignore[call-arg]
     assert dataclasses.replace(by_position, kind="other").kind == "other"
     assert list(inspect.signature(Job).parameters) == names
+
+
+def test_new_job_then_set_created_at_gives_the_created_job() -> None:
+    """A backend may build jobs before it learns their creation time; setting it
+    afterwards yields exactly the job ``new_job`` would have built with it."""
+    request = CreateJobRequest(kind="k", payload={"a": 1}, queue="q", priority=2)
+    job_id = uuid.uuid4()
+    early = new_job(job_id, request, datetime(1970, 1, 1, tzinfo=UTC), {"a": 1})
+    set_created_at([early], NOW)
+    assert early == new_job(job_id, request, NOW, {"a": 1})
+    assert early.created_at == early.updated_at == NOW

@@ -35,7 +35,7 @@ from jobqueue import (
     JobQueue,
     JobStatus,
 )
-from jobqueue.backend import NO_FENCE, Fence, Outcome, explain_refusal, new_job
+from jobqueue.backend import NO_FENCE, Fence, Outcome, explain_refusal, new_job, set_created_at
 
 from . import _schema
 from ._coalesce import Coalescer, Completion
@@ -260,12 +260,18 @@ class PostgresJobQueue(JobQueue):
                 [r.max_attempts for r in requests]
             )
             params["run_at"], params["run_at_each"] = _shared_or_each([r.run_at for r in requests])
-            row = await self._fetchone(self._sql.create_many, params)
-        created_at = _utc(row[0])
-        return [
-            new_job(job_id, request, created_at, _decode_payload(payload))
-            for job_id, request, payload in zip(ids, requests, payloads, strict=True)
-        ]
+            write = asyncio.ensure_future(self._fetchone(self._sql.create_many, params))
+            try:
+                # One turn of the loop lets the write send its statement, so the
+                # jobs are built while the server inserts them.
+                await asyncio.sleep(0)
+                jobs = _new_jobs(ids, requests, payloads, _UNKNOWN_YET)
+            except BaseException:
+                write.cancel()
+                raise
+            set_created_at(jobs, _utc((await write)[0]))
+            return jobs
+        return _new_jobs(ids, requests, payloads, _utc(row[0]))
 
     async def _claim_jobs(
         self, worker_id: str, limit: int, queues: tuple[str, ...] | None
@@ -528,6 +534,18 @@ def _decode_payload(text: str) -> dict[str, Any]:
         return {}
     payload: dict[str, Any] = json.loads(text)
     return payload
+
+
+_UNKNOWN_YET = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _new_jobs(
+    ids: list[UUID], requests: Sequence[CreateJobRequest], payloads: list[str], at: datetime
+) -> list[Job]:
+    return [
+        new_job(job_id, request, at, _decode_payload(payload))
+        for job_id, request, payload in zip(ids, requests, payloads, strict=True)
+    ]
 
 
 def _shared_or_each(values: list[T]) -> tuple[T | None, list[T]]:

@@ -29,6 +29,7 @@ __all__ = [
     "new_job",
     "redact_url",
     "reject_unknown_options",
+    "set_created_at",
 ]
 
 
@@ -59,6 +60,20 @@ def new_job(
         None,
         None,
     )
+
+
+_SET_CREATED_AT = Job.__dict__["created_at"].__set__
+_SET_UPDATED_AT = Job.__dict__["updated_at"].__set__
+
+
+def set_created_at(jobs: Iterable[Job], created_at: datetime) -> None:
+    """Give jobs made by :func:`new_job` their creation time (``created_at`` and
+    ``updated_at``), for a backend that builds the jobs while the database writes
+    them and learns the time from its answer. Only for jobs not yet handed to
+    anyone: jobs are otherwise immutable."""
+    for job in jobs:
+        _SET_CREATED_AT(job, created_at)
+        _SET_UPDATED_AT(job, created_at)
 
 
 def reject_unknown_options(scheme: str, options: Mapping[str, Any], known: Iterable[str]) -> None:
