@@ -193,6 +193,41 @@ async def test_the_wal_stays_bounded_under_a_stream_of_writes_on_the_loop(
         assert (await queue.counts())[JobStatus.COMPLETED] == 3000
 
 
+async def test_statements_wait_only_for_every_nth_checkpoint(
+    queue: SQLiteJobQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claims go on running on the loop while a checkpoint copies the WAL, except
+    during every CHECKPOINTS_PER_RESTART-th checkpoint, which they wait for."""
+    monkeypatch.setattr(_db, "CHECKPOINT_WRITES", 2)
+    monkeypatch.setattr(_db, "CHECKPOINTS_PER_RESTART", 2)
+    arrived: asyncio.Queue[asyncio.Event] = asyncio.Queue()
+    original = _db.Database._outside_transactions
+
+    async def gated(db: _db.Database, sql: str, parameters: _db.Parameters) -> list[_db.Row]:
+        if "wal_checkpoint" in sql:
+            gate = asyncio.Event()
+            arrived.put_nowait(gate)
+            await gate.wait()
+        return await original(db, sql, parameters)
+
+    monkeypatch.setattr(_db.Database, "_outside_transactions", gated)
+    await queue.create_jobs([CreateJobRequest(kind="k")] * 10)  # loop write 1
+    await queue.claim_job("w")  # write 2: the first checkpoint starts
+    gate = await asyncio.wait_for(arrived.get(), 5)
+    assert await asyncio.wait_for(queue.claim_job("w"), 1) is not None  # write 3
+    checkpoint = queue._db._checkpoint
+    assert checkpoint is not None
+    gate.set()
+    await checkpoint
+    await queue.claim_job("w")  # write 4: the second checkpoint starts
+    gate = await asyncio.wait_for(arrived.get(), 5)
+    waiting = asyncio.create_task(queue.claim_job("w"))
+    await asyncio.sleep(0.05)
+    assert not waiting.done(), "a claim ran during the checkpoint meant to restart the WAL"
+    gate.set()
+    assert await asyncio.wait_for(waiting, 5) is not None
+
+
 async def test_closing_closes_both_connections(tmp_path: Path) -> None:
     """After close neither connection is usable, and the WAL is folded into the file."""
     path = tmp_path / "q.db"

@@ -16,9 +16,11 @@ open, the statement runs on aiosqlite's connection instead, whose thread
 waits for the lock with bounded, jittered pauses. Statements whose work grows
 with the table or with a caller's batch always run there, and so do the WAL
 checkpoints of the loop connection's writes, whose ``fsync`` calls could stall
-the loop for milliseconds; statements issued meanwhile wait for the
-checkpoint to end (without blocking the loop), so that the WAL can start over
-after it. A task that makes call after call answered at once on the loop
+the loop for milliseconds. Statements keep running on the loop during a
+checkpoint, except during every :data:`CHECKPOINTS_PER_RESTART`-th, which they
+wait for (without blocking the loop): the WAL starts over only after a
+checkpoint that copied all of it, and one that runs beside writes leaves
+theirs behind. A task that makes call after call answered at once on the loop
 still yields to the event loop every :data:`YIELD_INTERVAL`. Both connections
 open the same file in WAL mode, so each statement sees everything either of
 them committed before it began.
@@ -68,6 +70,10 @@ CHECKPOINT_WRITES = 250
 thread: each adds a handful of pages to the WAL, so this keeps it near SQLite's
 default checkpoint size of 1,000 pages."""
 
+CHECKPOINTS_PER_RESTART = 4
+"""Every this many checkpoints, statements wait for the checkpoint to end so that the
+WAL can start over after it; during the others they keep running on the loop."""
+
 
 def is_busy(exc: BaseException) -> bool:
     """True when ``exc`` is SQLite refusing a lock another connection holds."""
@@ -99,6 +105,8 @@ class Database:
         self._loop_writes = 0
         self._changes = 0
         self._checkpoint: asyncio.Task[None] | None = None
+        self._awaited_checkpoint: asyncio.Task[None] | None = None
+        self._checkpoints = 0
         self._closing = False
         self._yield_at = 0.0
 
@@ -121,13 +129,14 @@ class Database:
         it only for statements meant to touch at most :data:`LOOP_ROWS` rows.
         """
         rows = self.run_on_loop(sql, parameters)
-        if rows is None and (self._checkpoint is not None or time.monotonic() >= self._yield_at):
+        checkpoint = self._awaited_checkpoint
+        if rows is None and (checkpoint is not None or time.monotonic() >= self._yield_at):
             # Waiting out a checkpoint, rather than writing through the other
             # connection meanwhile, lets the WAL restart after it and keeps the
             # loop connection's page cache, which any write of another
             # connection would make it discard.
-            if self._checkpoint is not None:
-                await asyncio.shield(self._checkpoint)
+            if checkpoint is not None:
+                await asyncio.shield(checkpoint)
             else:
                 await asyncio.sleep(0)
             self._yield_at = time.monotonic() + YIELD_INTERVAL
@@ -149,7 +158,7 @@ class Database:
         connection = self.loop_connection
         if (
             connection is None
-            or self._checkpoint is not None
+            or self._awaited_checkpoint is not None
             or self._held.locked()
             or time.monotonic() >= self._yield_at
         ):
@@ -206,7 +215,10 @@ class Database:
             return
         if not self._closing:
             self._loop_writes = 0
+            self._checkpoints += 1
             self._checkpoint = asyncio.create_task(self._checkpoint_in_thread())
+            if self._checkpoints % CHECKPOINTS_PER_RESTART == 0:
+                self._awaited_checkpoint = self._checkpoint
 
     async def _checkpoint_in_thread(self) -> None:
         """Copy the WAL's pages into the database file without waiting for anyone.
@@ -219,7 +231,7 @@ class Database:
         except sqlite3.Error:
             pass
         finally:
-            self._checkpoint = None
+            self._checkpoint = self._awaited_checkpoint = None
 
     async def _patiently(self, run: Run, sql: str, parameters: Parameters) -> list[Row]:
         deadline: float | None = None

@@ -52,6 +52,7 @@ class SQLiteJobQueue(JobQueue):
         self._waiters: set[asyncio.Future[None]] = set()
         self._outcomes = OutcomeWriter(db)
         self._promoted_at = -PROMOTE_INTERVAL
+        self._lease_micros = self.lease // sql.MICROSECOND
 
     def __repr__(self) -> str:
         return f"<SQLiteJobQueue {redact_url(self._config.url)}>"
@@ -113,11 +114,11 @@ class SQLiteJobQueue(JobQueue):
     async def _claim_jobs(
         self, worker_id: str, limit: int, queues: tuple[str, ...] | None
     ) -> list[Job]:
-        now = self.now()
+        now = self._now()
         params: dict[str, Any] = {
             "worker": worker_id,
-            "now": sql.to_micros(now),
-            "expires": sql.to_micros(now + self.lease),
+            "now": now,
+            "expires": now + self._lease_micros,
             "limit": limit,
         }
         names = () if queues is None else tuple(dict.fromkeys(queues))
@@ -128,7 +129,8 @@ class SQLiteJobQueue(JobQueue):
         rows = await self._db.for_rows(limit)(sql.claim(len(names), limit == 1), params)
         if any(not row[sql.SEQ + 1] for row in rows):
             self._promoted_at = -PROMOTE_INTERVAL
-        rows.sort(key=sql.claim_order)
+        if len(rows) > 1:
+            rows.sort(key=sql.claim_order)
         return [sql.job_from_row(row) for row in rows]
 
     async def _promote(self, now: int) -> None:
@@ -145,7 +147,8 @@ class SQLiteJobQueue(JobQueue):
             raise explain_refusal(outcome, job, UUID(change.job_id), change.fence)
 
     async def _complete_job(self, job_id: UUID, stats: dict[str, Any], fence: Fence) -> None:
-        change = Change(COMPLETE, str(job_id), self._now(), fence, stats=sql.dump_json(stats))
+        text = sql.dump_json(stats) if stats else "{}"
+        change = Change(COMPLETE, str(job_id), self._now(), fence, stats=text)
         await self._outcome(Outcome.COMPLETE, change)
 
     async def _fail_job(

@@ -39,10 +39,6 @@ def optional_micros(moment: datetime | None) -> int | None:
     return None if moment is None else (moment - EPOCH) // MICROSECOND
 
 
-def _moment(micros: int | None) -> datetime | None:
-    return None if micros is None else EPOCH + timedelta(microseconds=micros)
-
-
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
@@ -51,26 +47,34 @@ def dump_json(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
+_STATUS = {status.value: status for status in JobStatus}
+
+
+def _json(text: str) -> Any:
+    return {} if text == "{}" else json.loads(text)
+
+
 def job_from_row(row: Sequence[Any]) -> Job:
+    # Positional, in Job's field order: this runs once per returned job.
     return Job(
-        id=UUID(row[0]),
-        kind=row[1],
-        payload=json.loads(row[2]),
-        queue=row[3],
-        priority=row[4],
-        status=JobStatus(row[5]),
-        attempts=row[6],
-        max_attempts=row[7],
-        worker_id=row[8],
-        error=row[9],
-        stats=None if row[10] is None else json.loads(row[10]),
-        run_at=_moment(row[11]),
-        next_retry_at=_moment(row[12]),
-        lease_expires_at=_moment(row[13]),
-        created_at=EPOCH + timedelta(microseconds=row[14]),
-        updated_at=EPOCH + timedelta(microseconds=row[15]),
-        started_at=_moment(row[16]),
-        finished_at=_moment(row[17]),
+        UUID(row[0]),
+        row[1],
+        _json(row[2]),
+        row[3],
+        row[4],
+        _STATUS[row[5]],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        None if row[10] is None else _json(row[10]),
+        None if row[11] is None else EPOCH + timedelta(microseconds=row[11]),
+        None if row[12] is None else EPOCH + timedelta(microseconds=row[12]),
+        None if row[13] is None else EPOCH + timedelta(microseconds=row[13]),
+        EPOCH + timedelta(microseconds=row[14]),
+        EPOCH + timedelta(microseconds=row[15]),
+        None if row[16] is None else EPOCH + timedelta(microseconds=row[16]),
+        None if row[17] is None else EPOCH + timedelta(microseconds=row[17]),
     )
 
 
