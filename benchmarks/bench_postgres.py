@@ -57,7 +57,7 @@ class Run:
     def __init__(self, url: str, label: str) -> None:
         self.url = url
         self.schema = f"bench_pg_{label}_{uuid.uuid4().hex[:8]}"
-        self.sql = statements(self.schema)
+        self.sql = statements(self.schema, clock=False)
         self.channel = channel_for(self.schema)
 
     async def queue(self, max_size: int) -> JobQueue:

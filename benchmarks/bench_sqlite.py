@@ -107,7 +107,7 @@ def bare_drain(path: Path, worker: str, batch: int, together: bool = False) -> i
     many outcomes, as the backend does for completions made at the same time.
     """
     conn = bare_connect(path)
-    claim = sql.claim(0)
+    claim = sql.claim(0, batch == 1)
     complete = sql.complete(Fence(worker, 1))
     stats = sql.dump_json({})
     promoted_at = -PROMOTE_INTERVAL

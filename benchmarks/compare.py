@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -48,7 +49,7 @@ from ._common import (
     percentile,
 )
 
-OURS = "jobqueue"
+OURS = _report.OURS
 LATENCY_INTERVAL = 0.02
 CLAIM_PROBES = 200
 STATS_DELAY = 1.1
@@ -410,6 +411,7 @@ def _huey_drain(peer: Any, path: str, *, count: int, workers: int) -> float:
 
 async def run_sqlite(settings: Settings, samples: Samples) -> None:
     from . import bare_sqlite as bare
+    from . import bench_sqlite as same_sql
     from . import ours, sqlite_processes
 
     runner = Runner(settings, samples, "sqlite")
@@ -492,11 +494,18 @@ async def run_sqlite(settings: Settings, samples: Samples) -> None:
             await ours.preload(queue, loop_jobs)
             return await ours.api_loop(queue, loop_jobs, 1)
 
+    async def same_sql_loop() -> float:
+        async with fresh_ours() as queue:
+            await ours.preload(queue, loop_jobs)
+            path = queue.path
+        return same_sql.drain_rate("bare", Path(path), loop_jobs, 1, 1, 1, False)
+
     await runner.rate(
         "claim+complete loop",
         f"1 connection, N={loop_jobs}",
         {
             OURS: ours_api_loop,
+            _report.BARE_SQLITE_SAME_SQL: same_sql_loop,
             "bare sqlite3": bare_measure(lambda p: bare.drain(p, loop_jobs, 1, 1), loop_jobs),
         },
     )
