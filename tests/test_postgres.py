@@ -842,6 +842,28 @@ async def test_a_prepared_claim_of_one_job_keeps_its_generic_plan_on_a_big_table
     assert row == (5, 5)
 
 
+async def test_a_batch_claim_walks_the_claim_index_before_the_table_is_analysed(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """On a new table holding thousands of pending jobs and no statistics yet, a claim of
+    100 through the queue's own connections reads the head of the claim index, not every
+    pending job (a bitmap scan and a sort of the whole backlog)."""
+    statements = jobqueue_postgres._sql.statements(postgres_schema, clock=False)
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as queue:
+        assert isinstance(queue, jobqueue_postgres.PostgresJobQueue)
+        await queue.create_jobs([CreateJobRequest(kind="k")] * 5000)
+        async with queue._pool.connection() as conn:
+            await conn.execute("BEGIN")
+            explained = await conn.execute(
+                b"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) " + statements.claim,
+                {**CLAIM_PARAMS, "limit": 100},
+            )
+            plan = "\n".join(row[0] for row in await explained.fetchall())
+            await conn.execute("ROLLBACK")
+    assert "Bitmap" not in plan and "Index Scan using jobs_claim_order" in plan, plan
+    assert "rows=100 " in plan, plan
+
+
 async def test_listing_reads_indexes_on_a_big_table(
     postgres_url: str, postgres_schema: str
 ) -> None:
