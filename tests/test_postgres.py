@@ -885,6 +885,36 @@ async def test_listing_reads_indexes_on_a_big_table(
 # ------------------------------------------------------------------ coalesced completions
 
 
+async def test_completions_written_together_share_equal_values_rightly(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """A batch whose completions agree on stats, worker or attempt (sent once) stores and
+    checks each row as a batch of differing ones would."""
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as queue:
+        await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(30)])
+        jobs = await queue.claim_jobs("w", 30)
+        unfenced, fenced, intruded = jobs[:10], jobs[10:20], jobs[20:]
+        await asyncio.gather(*(queue.complete_job(job.id, {}) for job in unfenced))
+        await asyncio.gather(
+            *(
+                queue.complete_job(job.id, {"n": n}, worker_id="w", attempt=1)
+                for n, job in enumerate(fenced)
+            )
+        )
+        refusals = await asyncio.gather(
+            *(queue.complete_job(job.id, {}, worker_id="x", attempt=1) for job in intruded),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, jobqueue.InvalidTransitionError) for r in refusals)
+        for n, job in enumerate(unfenced + fenced):
+            stored = await queue.get_job(job.id)
+            assert stored is not None and stored.status is JobStatus.COMPLETED
+            assert stored.stats == ({} if n < 10 else {"n": n - 10})
+        for job in intruded:
+            stored = await queue.get_job(job.id)
+            assert stored is not None and stored.status is JobStatus.RUNNING
+
+
 async def test_concurrent_completions_are_each_checked(
     postgres_url: str, postgres_schema: str
 ) -> None:

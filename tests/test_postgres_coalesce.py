@@ -28,12 +28,12 @@ class FakeDatabase:
         await self.gate.wait()
         return job_id not in self.refused
 
-    async def many(self, batch: Sequence[Completion]) -> set[UUID]:
+    async def many(self, batch: Sequence[Completion]) -> set[int]:
         self.writes.append([c.job_id for c in batch])
         await self.gate.wait()
         if self.fail_many is not None:
             raise self.fail_many
-        return {c.job_id for c in batch} - self.refused
+        return {i for i, c in enumerate(batch) if c.job_id not in self.refused}
 
 
 FENCE = Fence("w", 1)

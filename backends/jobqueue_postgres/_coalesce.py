@@ -19,7 +19,7 @@ from jobqueue import BackendUnavailableError, InvalidRequestError
 from jobqueue.backend import Fence
 
 One = Callable[[UUID, str, Fence], Awaitable[bool]]
-Many = Callable[[Sequence["Completion"]], Awaitable[set[UUID]]]
+Many = Callable[[Sequence["Completion"]], Awaitable[set[int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +82,15 @@ class Coalescer:
         """Every live queued completion, but at most one per job (the others wait)."""
         batch: list[Completion] = []
         later: list[Completion] = []
-        jobs: set[UUID] = set()
+        jobs: set[int] = set()
         for completion in self._pending:
             if completion.future.done():
                 continue  # the caller gave up before anything was sent
-            if completion.job_id in jobs:
+            job = completion.job_id.int
+            if job in jobs:
                 later.append(completion)
             else:
-                jobs.add(completion.job_id)
+                jobs.add(job)
                 batch.append(completion)
         self._pending = later
         return batch
@@ -99,7 +100,7 @@ class Coalescer:
             if len(batch) == 1:
                 (only,) = batch
                 alone = await self._one(only.job_id, only.stats, only.fence)
-                matched = {only.job_id} if alone else set()
+                matched = {0} if alone else set()
             else:
                 matched = await self._many(batch)
         except InvalidRequestError:
@@ -115,9 +116,9 @@ class Coalescer:
             for completion in batch:
                 _fail(completion, exc)
             return
-        for completion in batch:
+        for position, completion in enumerate(batch):
             if not completion.future.done():
-                completion.future.set_result(completion.job_id in matched)
+                completion.future.set_result(position in matched)
 
     async def _write_alone(self, completion: Completion) -> None:
         try:

@@ -304,16 +304,18 @@ class PostgresJobQueue(JobQueue):
         params["stats"] = stats
         return bool(await self._rowcount(self._sql.complete, params))
 
-    async def _complete_many(self, batch: Sequence[Completion]) -> set[UUID]:
-        """Complete ``batch`` in one statement; the ids whose compare-and-set matched."""
-        params = {
-            "now": self._now_param(),
-            "ids": [c.job_id for c in batch],
-            "stats": [c.stats for c in batch],
-            "workers": [c.fence.worker_id for c in batch],
-            "attempts": [c.fence.attempt for c in batch],
-        }
-        return {row[0] for row in await self._fetchall(self._sql.complete_many, params)}
+    async def _complete_many(self, batch: Sequence[Completion]) -> set[int]:
+        """Complete ``batch`` in one statement; the positions in ``batch`` of the
+        completions whose compare-and-set matched."""
+        params: dict[str, Any] = {"now": self._now_param(), "ids": [c.job_id for c in batch]}
+        params["stats"], params["stats_each"] = _shared_or_each([c.stats for c in batch])
+        params["worker"], params["worker_each"] = _shared_or_each(
+            [c.fence.worker_id for c in batch]
+        )
+        params["attempt"], params["attempt_each"] = _shared_or_each(
+            [c.fence.attempt for c in batch]
+        )
+        return {row[0] - 1 for row in await self._fetchall(self._sql.complete_many, params)}
 
     async def _fail_job(
         self, job_id: UUID, error: str, next_retry_at: datetime | None, fence: Fence

@@ -26,7 +26,9 @@ claims the best of both in claim order and marks the due rows it did not
 claim ready, all in one statement.
 
 Completions requested together (see ``_coalesce``) are written together
-by :data:`complete_many`, each row with its own compare-and-set.
+by :data:`complete_many`, each row with its own compare-and-set; it answers
+with the 1-based positions of the rows that matched. Its stats, worker and
+attempt columns take the shared-or-each form of ``create_many`` below.
 
 Batch inserts: every column of ``create_many`` but ``id`` is given either as an array
 of each job's value or, when all the jobs share it, as that one value with
@@ -161,12 +163,18 @@ _TEXT = {
         UPDATE {{jobs}} j
         SET status = 'completed', stats = u.stats::jsonb, finished_at = {NOW},
             lease_expires_at = NULL, updated_at = {NOW}
-        FROM unnest(%(ids)b::uuid[], %(stats)b::text[], %(workers)b::text[],
-                    %(attempts)b::integer[]) AS u(id, stats, worker, attempt)
+        FROM (
+            SELECT e.id, coalesce(e.stats, %(stats)s::text) AS stats,
+                   coalesce(e.worker, %(worker)s::text) AS worker,
+                   coalesce(e.attempt, %(attempt)s::integer) AS attempt, e.n
+            FROM unnest(%(ids)b::uuid[], %(stats_each)b::text[], %(worker_each)b::text[],
+                        %(attempt_each)b::integer[]) WITH ORDINALITY AS e(id, stats, worker,
+                                                                          attempt, n)
+        ) AS u
         WHERE j.id = u.id AND j.status = 'running'
           AND (u.worker IS NULL OR j.worker_id = u.worker)
           AND (u.attempt IS NULL OR j.attempts = u.attempt)
-        RETURNING j.id""",
+        RETURNING u.n""",
     "fail_final": f"""
         UPDATE {{jobs}}
         SET status = 'failed', error = %(error)s::text, finished_at = {NOW},
