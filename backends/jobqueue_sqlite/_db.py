@@ -67,8 +67,8 @@ LOOP_ROWS = 100
 
 CHECKPOINT_WRITES = 250
 """Writing statements on the loop connection between two checkpoints on aiosqlite's
-thread: each adds a handful of pages to the WAL, so this keeps it near SQLite's
-default checkpoint size of 1,000 pages."""
+thread: each adds a handful of pages to the WAL, so a checkpoint copies about
+SQLite's default checkpoint size of 1,000 pages."""
 
 CHECKPOINTS_PER_RESTART = 4
 """Every this many checkpoints, statements wait for the checkpoint to end so that the
