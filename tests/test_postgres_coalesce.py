@@ -59,11 +59,11 @@ async def test_completions_of_one_loop_turn_are_one_write(
     assert results == [i != ids[7] for i in ids]
 
 
-def complete_later(coalescer: Coalescer, job_id: UUID) -> asyncio.Task[bool]:
-    return asyncio.create_task(coalescer.complete(job_id, "{}", FENCE))
+def complete_later(coalescer: Coalescer, job_id: UUID) -> asyncio.Future[bool]:
+    return coalescer.complete(job_id, "{}", FENCE)
 
 
-async def write_in_flight(db: FakeDatabase, coalescer: Coalescer) -> asyncio.Task[bool]:
+async def write_in_flight(db: FakeDatabase, coalescer: Coalescer) -> asyncio.Future[bool]:
     """A completion whose write has started and waits for ``db.gate``."""
     db.gate.clear()
     first = complete_later(coalescer, uuid4())

@@ -44,8 +44,10 @@ class Coalescer:
         self._pending: list[Completion] = []
         self._batches: set[asyncio.Task[None]] = set()
 
-    async def complete(self, job_id: UUID, stats: str, fence: Fence) -> bool:
-        """Write one completion; True when its compare-and-set matched."""
+    def complete(self, job_id: UUID, stats: str, fence: Fence) -> asyncio.Future[bool]:
+        """Queue one completion; the future is True once its compare-and-set matched,
+        False once it was refused. Cancelling the future withdraws the completion
+        if it was not sent yet."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._pending.append(Completion(job_id, stats, fence, future))
@@ -53,7 +55,7 @@ class Coalescer:
             # Written on the next turn, so that completions requested in this one join it.
             self._scheduled = True
             loop.call_soon(self._start_batches)
-        return await future
+        return future
 
     async def close(self) -> None:
         """Wait until every queued completion has been written."""

@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 from typing import Any, TypeAlias
 from uuid import UUID
 
@@ -405,7 +406,8 @@ class Worker:
         job = entry.job
         outcome = "lost"
         error: BaseException | None = None
-        self._call_hook_fast(self._hook_job_started, worker_id=self._worker_id, job=job)
+        if self._hook_job_started.get_hookimpls():
+            _call_implemented_hook(self._hook_job_started, worker_id=self._worker_id, job=job)
         self._log(logging.DEBUG, job, "started, attempt %d of %d", job.attempts, job.max_attempts)
         started = time.perf_counter()
         duration = 0.0
@@ -446,14 +448,16 @@ class Worker:
             if self._latest.get(job.id) is entry:
                 del self._latest[job.id]
             self._slot_freed.set()
-            self._call_hook_fast(
-                self._hook_job_finished,
-                worker_id=self._worker_id,
-                job=job,
-                outcome=outcome,
-                duration=duration,
-                error=error,
-            )
+            # Checked first: building the hook's arguments costs more than the check.
+            if self._hook_job_finished.get_hookimpls():
+                _call_implemented_hook(
+                    self._hook_job_finished,
+                    worker_id=self._worker_id,
+                    job=job,
+                    outcome=outcome,
+                    duration=duration,
+                    error=error,
+                )
 
     async def _invoke(self, job: Job) -> dict[str, Any]:
         """Run the handler (with the timeout) and return its stats as a dict."""
@@ -500,8 +504,12 @@ class Worker:
         try:
             recorded = await self._record(
                 job,
-                lambda: queue.complete_job(
-                    job.id, stats, worker_id=self._worker_id, attempt=job.attempts
+                partial(
+                    queue.complete_job,
+                    job.id,
+                    stats,
+                    worker_id=self._worker_id,
+                    attempt=job.attempts,
                 ),
             )
         except InvalidRequestError as exc:
@@ -525,8 +533,13 @@ class Worker:
         queue = self._queue
         recorded = await self._record(
             job,
-            lambda: queue.fail_job(
-                job.id, text, next_retry_at, worker_id=self._worker_id, attempt=job.attempts
+            partial(
+                queue.fail_job,
+                job.id,
+                text,
+                next_retry_at,
+                worker_id=self._worker_id,
+                attempt=job.attempts,
             ),
         )
         summary = f"{type(error).__name__}: {error}"
@@ -739,16 +752,17 @@ class Worker:
             )
 
     def _call_hook(self, name: str, **kwargs: Any) -> None:
-        self._call_hook_fast(getattr(self._hook, name), **kwargs)
+        caller = getattr(self._hook, name)
+        if caller.get_hookimpls():  # an empty call costs ten times this check
+            _call_implemented_hook(caller, **kwargs)
 
-    @staticmethod
-    def _call_hook_fast(caller: Any, **kwargs: Any) -> None:
-        if not caller.get_hookimpls():  # an empty call costs ten times this check
-            return
-        try:
-            caller(**kwargs)
-        except Exception:
-            logger.exception("a jobqueue plugin's %s hook failed", caller.name)
+
+def _call_implemented_hook(caller: Any, **kwargs: Any) -> None:
+    """Call a hook that has implementations; a plugin's error is logged, not raised."""
+    try:
+        caller(**kwargs)
+    except Exception:
+        logger.exception("a jobqueue plugin's %s hook failed", caller.name)
 
 
 def _nothing() -> None:
