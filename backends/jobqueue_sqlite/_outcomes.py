@@ -28,7 +28,7 @@ RETRY = "retry"
 CANCEL = "cancel"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Change:
     """One outcome call: what it writes and the guard it writes under."""
 

@@ -63,6 +63,9 @@ class SQLiteJobQueue(JobQueue):
         return self._config.path
 
     def _now(self) -> int:
+        if self.clock is None:
+            # The system clock datetime.now() reads, without building a datetime.
+            return time.time_ns() // 1000
         return sql.to_micros(self.now())
 
     def _wake(self) -> None:
