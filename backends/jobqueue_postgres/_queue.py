@@ -527,6 +527,9 @@ def _encode_payloads(requests: Sequence[CreateJobRequest]) -> list[str]:
     encoded: dict[int, str] = {}
     texts = []
     for request in requests:
+        if not request.payload:
+            texts.append("{}")
+            continue
         text = encoded.get(id(request.payload))
         if text is None:
             text = encoded[id(request.payload)] = json.dumps(request.payload)
