@@ -13,7 +13,7 @@ import pytest
 
 import jobqueue
 from jobqueue import BackendUnavailableError, CreateJobRequest, JobStatus
-from jobqueue_sqlite import SQLiteJobQueue, _db, _outcomes, _sql
+from jobqueue_sqlite import SQLiteJobQueue, _db, _sql
 
 
 @pytest.fixture
@@ -170,32 +170,6 @@ async def test_a_chain_of_calls_lets_other_tasks_run(queue: SQLiteJobQueue) -> N
     stop = True
     await task
     assert len(ticks) - before >= 10
-
-
-async def test_a_completion_due_to_yield_yields_then_runs_on_the_loop(
-    queue: SQLiteJobQueue, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A completion arriving when the handle owes the event loop a turn yields that turn,
-    then runs on the loop connection itself, without a writer task."""
-    await queue.create_job(CreateJobRequest(kind="k"))
-    job = await queue.claim_job("w")
-    assert job is not None
-    writer_started = []
-    write_all = _outcomes.OutcomeWriter._write_all
-
-    async def recorded(writer: _outcomes.OutcomeWriter) -> None:
-        writer_started.append(1)
-        await write_all(writer)
-
-    monkeypatch.setattr(_outcomes.OutcomeWriter, "_write_all", recorded)
-    traces = await Traces.of(queue)
-    other_ran = asyncio.Event()
-    asyncio.get_running_loop().call_soon(other_ran.set)
-    queue._db._yield_at = 0.0
-    await queue.complete_job(job.id, {}, worker_id="w", attempt=1)
-    assert other_ran.is_set()
-    assert completions(traces.loop) == 1 and completions(traces.thread) == 0
-    assert writer_started == []
 
 
 async def test_the_wal_stays_bounded_under_a_stream_of_writes_on_the_loop(

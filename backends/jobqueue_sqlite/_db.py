@@ -124,19 +124,10 @@ class Database:
     async def fetch(self, sql: str, parameters: Parameters = ()) -> list[Row]:
         """Run one short statement (its own transaction) and return all its rows.
 
-        On the loop connection when :meth:`fetch_on_loop` can, else on
-        aiosqlite's connection. Use it only for statements meant to touch at
-        most :data:`LOOP_ROWS` rows.
+        On the loop connection when :meth:`run_on_loop` can (yielding to the
+        event loop first when it is due), else on aiosqlite's connection. Use
+        it only for statements meant to touch at most :data:`LOOP_ROWS` rows.
         """
-        rows = await self.fetch_on_loop(sql, parameters)
-        if rows is None:
-            rows = await self._patiently(self._outside_transactions, sql, parameters)
-        return rows
-
-    async def fetch_on_loop(self, sql: str, parameters: Parameters = ()) -> list[Row] | None:
-        """:meth:`run_on_loop`, first yielding to the event loop when that is due or
-        waiting out a checkpoint meant to restart the WAL; None, having changed
-        nothing, when the statement must still go to aiosqlite's connection."""
         rows = self.run_on_loop(sql, parameters)
         checkpoint = self._awaited_checkpoint
         if rows is None and (checkpoint is not None or time.monotonic() >= self._yield_at):
@@ -150,6 +141,8 @@ class Database:
                 await asyncio.sleep(0)
             self._yield_at = time.monotonic() + YIELD_INTERVAL
             rows = self.run_on_loop(sql, parameters)
+        if rows is None:
+            rows = await self._patiently(self._outside_transactions, sql, parameters)
         return rows
 
     def run_on_loop(self, sql: str, parameters: Parameters = ()) -> list[Row] | None:

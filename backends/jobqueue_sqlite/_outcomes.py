@@ -95,12 +95,11 @@ class OutcomeWriter:
         """Write ``change``; True when its guard matched and the job changed.
 
         When no write is in progress and the statement can run on the event
-        loop's thread (after yielding to the loop when that is due), it is
-        written there, without a task.
+        loop's thread at once, it is written there, without a task.
         """
         if self._writer is None:
             statement, params = change.statement()
-            rows = await self._db.fetch_on_loop(statement, params)
+            rows = self._db.run_on_loop(statement, params)
             if rows is not None:
                 return bool(rows)
         change.done = asyncio.get_running_loop().create_future()
