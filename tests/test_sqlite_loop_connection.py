@@ -172,6 +172,23 @@ async def test_a_chain_of_calls_lets_other_tasks_run(queue: SQLiteJobQueue) -> N
     assert len(ticks) - before >= 10
 
 
+async def test_completions_meeting_a_due_yield_are_written_together(
+    queue: SQLiteJobQueue,
+) -> None:
+    """When the handle owes the event loop a turn, the completions of a worker's tasks
+    finishing together are written by one statement after it, not one by one."""
+    await queue.create_jobs([CreateJobRequest(kind="k")] * 50)
+    jobs = await queue.claim_jobs("w", 50)
+    traces = await Traces.of(queue)
+    queue._db._yield_at = 0.0
+    await asyncio.gather(
+        *(queue.complete_job(job.id, {}, worker_id="w", attempt=1) for job in jobs)
+    )
+    statements = traces.loop + traces.thread
+    assert sum("FROM json_each(" in s and "WHEN 'complete'" in s for s in statements) == 1
+    assert (await queue.counts())[JobStatus.COMPLETED] == 50
+
+
 async def test_the_wal_stays_bounded_under_a_stream_of_writes_on_the_loop(
     tmp_path: Path,
 ) -> None:
