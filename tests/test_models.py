@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from jobqueue import CreateJobRequest, InvalidRequestError, Job, JobStatus
-from jobqueue.backend import new_job, set_created_at
+from jobqueue.backend import STATUS_BY_VALUE, new_job, set_created_at
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -323,3 +323,9 @@ def test_new_job_then_set_created_at_gives_the_created_job() -> None:
     set_created_at([early], NOW)
     assert early == new_job(job_id, request, NOW, {"a": 1})
     assert early.created_at == early.updated_at == NOW
+
+
+def test_status_by_value_names_every_status_and_is_read_only() -> None:
+    assert dict(STATUS_BY_VALUE) == {s.value: s for s in JobStatus}
+    with pytest.raises(TypeError):
+        STATUS_BY_VALUE["x"] = JobStatus.PENDING  # type: ignore[index]

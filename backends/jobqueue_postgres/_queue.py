@@ -35,7 +35,15 @@ from jobqueue import (
     JobQueue,
     JobStatus,
 )
-from jobqueue.backend import NO_FENCE, Fence, Outcome, explain_refusal, new_job, set_created_at
+from jobqueue.backend import (
+    NO_FENCE,
+    STATUS_BY_VALUE,
+    Fence,
+    Outcome,
+    explain_refusal,
+    new_job,
+    set_created_at,
+)
 
 from . import _schema
 from ._coalesce import Coalescer, Completion
@@ -48,7 +56,6 @@ __all__ = ["PostgresJobQueue"]
 T = TypeVar("T")
 Row = tuple[Any, ...]
 
-_STATUS = {status.value: status for status in JobStatus}
 # Version 7 UUID layout, most significant first: 48 bits of time, version (4 bits),
 # 12 random bits, variant (2 bits), 62 random bits.
 _UUID7_VERSION_AND_VARIANT = 0x7 << 76 | 0b10 << 62
@@ -367,7 +374,7 @@ class PostgresJobQueue(JobQueue):
 
     async def _counts(self) -> Mapping[JobStatus, int]:
         rows = await self._fetchall(self._sql.counts, {})
-        return {_STATUS[status]: count for status, count in rows}
+        return {STATUS_BY_VALUE[status]: count for status, count in rows}
 
     async def _count_by_status(self, status: JobStatus) -> int:
         count: int = (await self._fetchone(self._sql.count_status, {"status": status.value}))[0]
@@ -560,7 +567,8 @@ def _new_jobs(
 
 def _shared_or_each(values: list[T]) -> tuple[T | None, list[T]]:
     """``(value, [])`` when every element of ``values`` equals the first, else
-    ``(None, values)``: the two forms a column of ``create_many`` takes."""
+    ``(None, values)``: the two forms a column of ``create_many`` and
+    ``complete_many`` takes."""
     first = values[0]
     if values.count(first) == len(values):
         return first, []
@@ -595,7 +603,7 @@ def _job(row: Row) -> Job:
         row[2],
         row[3],
         row[4],
-        _STATUS[row[5]],
+        STATUS_BY_VALUE[row[5]],
         row[6],
         row[7],
         row[8],

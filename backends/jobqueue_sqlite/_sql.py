@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from jobqueue import Job, JobStatus
-from jobqueue.backend import Fence, Outcome
+from jobqueue.backend import STATUS_BY_VALUE, Fence, Outcome
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
@@ -47,9 +47,6 @@ def dump_json(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
-_STATUS = {status.value: status for status in JobStatus}
-
-
 def _json(text: str) -> Any:
     return {} if text == "{}" else json.loads(text)
 
@@ -62,7 +59,7 @@ def job_from_row(row: Sequence[Any]) -> Job:
         _json(row[2]),
         row[3],
         row[4],
-        _STATUS[row[5]],
+        STATUS_BY_VALUE[row[5]],
         row[6],
         row[7],
         row[8],

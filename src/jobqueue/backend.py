@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
@@ -21,6 +22,7 @@ from ._transitions import NO_FENCE, Fence, JobState, Outcome, check_outcome, exp
 
 __all__ = [
     "NO_FENCE",
+    "STATUS_BY_VALUE",
     "Fence",
     "JobState",
     "Outcome",
@@ -31,6 +33,11 @@ __all__ = [
     "reject_unknown_options",
     "set_created_at",
 ]
+
+
+STATUS_BY_VALUE: Mapping[str, JobStatus] = MappingProxyType({s.value: s for s in JobStatus})
+"""Each status by its stored string: for building jobs from rows (faster than calling
+``JobStatus``)."""
 
 
 def new_job(
