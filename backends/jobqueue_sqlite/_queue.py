@@ -206,7 +206,7 @@ class SQLiteJobQueue(JobQueue):
         return int(rows[0][0])
 
     async def _heartbeat(self, worker_id: str) -> set[UUID]:
-        expires = sql.to_micros(self.now() + self.lease)
+        expires = self._now() + self._lease_micros
         params = {"worker": worker_id, "expires": expires}
         rows = await self._db.fetch_in_thread(sql.HEARTBEAT, params)
         return {UUID(row[0]) for row in rows}
