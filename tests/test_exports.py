@@ -28,9 +28,11 @@ SPEC_NAMES = {
     "UnknownBackendError",
     "BackendUnavailableError",
 }
-# What the package exports beyond SPEC §2, on purpose: the plugin API of SPEC §3 and
-# the worker's helpers.
+# What the package exports beyond SPEC §2, on purpose: the plugin API of SPEC §3,
+# the worker's helpers and the batch completion's types.
 ADDED_NAMES = {
+    "Completion",
+    "Refusal",
     "BackendInfo",
     "PluginConflictError",
     "hookimpl",

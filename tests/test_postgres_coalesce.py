@@ -10,11 +10,13 @@ import pytest
 
 from jobqueue import BackendUnavailableError, InvalidRequestError
 from jobqueue.backend import Fence
-from jobqueue_postgres._coalesce import Coalescer, Completion
+from jobqueue_postgres._coalesce import Coalescer, CompletionRow
 
 
 class FakeDatabase:
-    """Records each write; a row matches unless its id is in ``refused``."""
+    """Records each write; a row matches unless its id is in ``refused``. A batch write
+    raises ``fail_many`` when set, an ``InvalidRequestError`` only for a batch holding
+    stats other than ``{}``."""
 
     def __init__(self) -> None:
         self.writes: list[list[UUID]] = []
@@ -28,12 +30,15 @@ class FakeDatabase:
         await self.gate.wait()
         return job_id not in self.refused
 
-    async def many(self, batch: Sequence[Completion]) -> set[int]:
-        self.writes.append([c.job_id for c in batch])
+    async def many(self, batch: Sequence[CompletionRow]) -> set[int]:
+        self.writes.append([row[0] for row in batch])
         await self.gate.wait()
-        if self.fail_many is not None:
+        unstorable = any(row[1] != "{}" for row in batch)
+        if self.fail_many is not None and (
+            unstorable or not isinstance(self.fail_many, InvalidRequestError)
+        ):
             raise self.fail_many
-        return {i for i, c in enumerate(batch) if c.job_id not in self.refused}
+        return {i for i, row in enumerate(batch) if row[0] not in self.refused}
 
 
 FENCE = Fence("w", 1)
@@ -154,3 +159,48 @@ async def test_close_waits_for_a_write_not_yet_started(
     await coalescer.close()
     assert db.writes == [[job]]
     assert await task
+
+
+def rows(ids: list[UUID], stats: str = "{}") -> list[CompletionRow]:
+    return [(i, stats, FENCE) for i in ids]
+
+
+async def test_calls_completing_many_share_a_write_with_single_completions(
+    db: FakeDatabase, coalescer: Coalescer
+) -> None:
+    first, second = [uuid4() for _ in range(3)], [uuid4() for _ in range(2)]
+    single = uuid4()
+    db.refused = {first[1], second[0], single}
+    results = await asyncio.gather(
+        coalescer.complete_all(rows(first)),
+        coalescer.complete(single, "{}", FENCE),
+        coalescer.complete_all(rows(second)),
+    )
+    assert db.writes == [[*first, single, *second]]
+    assert results == [{0, 2}, False, {1}]
+
+
+async def test_a_call_naming_a_job_already_in_the_batch_waits_for_the_next(
+    db: FakeDatabase, coalescer: Coalescer
+) -> None:
+    shared, other = uuid4(), uuid4()
+    results = await asyncio.gather(
+        coalescer.complete(shared, "{}", FENCE),
+        coalescer.complete_all(rows([other, shared])),
+    )
+    assert db.writes == [[shared], [other, shared]]
+    assert results == [True, {0, 1}]
+
+
+async def test_an_unstorable_value_fails_the_whole_call_completing_many(
+    db: FakeDatabase, coalescer: Coalescer
+) -> None:
+    db.fail_many = InvalidRequestError("cannot store this")
+    good = [uuid4(), uuid4()]
+    bad = [(uuid4(), "{}", FENCE), (uuid4(), "x", FENCE)]
+    results = await asyncio.gather(
+        coalescer.complete_all(rows(good)), coalescer.complete_all(bad), return_exceptions=True
+    )
+    assert results[0] == {0, 1}
+    assert isinstance(results[1], InvalidRequestError)
+    assert db.writes == [[*good, *(r[0] for r in bad)], good, [r[0] for r in bad]]

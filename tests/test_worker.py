@@ -380,14 +380,14 @@ async def test_claiming_overlaps_recording_up_to_twice_concurrency(
     """While outcomes are being written, the freed slots are claimed again, but the worker
     never holds more than 2 x concurrency jobs; nothing is lost once the writes go through."""
     await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(20)])
-    original = queue.complete_job
+    original = queue.complete_jobs
     writes_may_finish = asyncio.Event()
 
-    async def slow_complete(*args: Any, **kwargs: Any) -> None:
+    async def slow_complete(*args: Any, **kwargs: Any) -> Any:
         await writes_may_finish.wait()
-        await original(*args, **kwargs)
+        return await original(*args, **kwargs)
 
-    queue.complete_job = slow_complete  # type: ignore[method-assign]
+    queue.complete_jobs = slow_complete  # type: ignore[method-assign]
     handled: list[UUID] = []
 
     async def k(job: Job) -> None:
@@ -402,6 +402,132 @@ async def test_claiming_overlaps_recording_up_to_twice_concurrency(
     await asyncio.wait_for(running, 5)
     assert len(handled) == len(set(handled)) == 20
     assert await queue.count_by_status(JobStatus.COMPLETED) == 20
+
+
+async def test_jobs_finishing_together_are_completed_with_one_fenced_call(
+    queue: jobqueue.JobQueue,
+) -> None:
+    """Handlers returning in the same turn have their jobs completed by one call of
+    complete_jobs, each completion fenced with the worker and its attempt."""
+    jobs = await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(10)])
+    calls: list[list[jobqueue.Completion]] = []
+    original = queue.complete_jobs
+
+    async def spy(completions: Any) -> Any:
+        calls.append(list(completions))
+        return await original(completions)
+
+    queue.complete_jobs = spy  # type: ignore[method-assign]
+
+    async def k(job: Job) -> dict[str, str]:
+        return {"id": str(job.id)}
+
+    worker = make_worker(queue, {"k": k}, concurrency=10)
+    await worker.run(drain=True)
+    assert [len(call) for call in calls] == [10]
+    assert {(c.worker_id, c.attempt) for c in calls[0]} == {(worker.worker_id, 1)}
+    for job in jobs:
+        stored = await fetch(queue, job.id)
+        assert stored.status is JobStatus.COMPLETED and stored.stats == {"id": str(job.id)}
+
+
+async def test_a_completion_refused_in_a_batch_is_dropped_and_the_others_kept(
+    queue: jobqueue.JobQueue, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job cancelled after its handler returned is refused within the batch: logged and
+    reported lost; the other jobs of the batch are completed."""
+    jobs = await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(4)])
+    original = queue.complete_jobs
+
+    async def cancel_one_first(completions: Any) -> Any:
+        await queue.cancel_job(jobs[1].id)
+        return await original(completions)
+
+    queue.complete_jobs = cancel_one_first  # type: ignore[method-assign]
+
+    async def k(job: Job) -> None:
+        return None
+
+    with caplog.at_level(logging.WARNING, logger="jobqueue.worker"):
+        await make_worker(queue, {"k": k}, concurrency=4).run(drain=True)
+    assert [await status_of(queue, j.id) for j in jobs] == [
+        JobStatus.COMPLETED,
+        JobStatus.CANCELLED,
+        JobStatus.COMPLETED,
+        JobStatus.COMPLETED,
+    ]
+    outcomes = recorder.outcomes()
+    assert [outcomes[j.id] for j in jobs] == ["completed", "lost", "completed", "completed"]
+    assert any("outcome not recorded" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_batch_the_queue_cannot_store_is_written_job_by_job(
+    queue: jobqueue.JobQueue,
+) -> None:
+    """When the queue rejects a batch for a value it cannot store, each job is completed
+    alone: only the job at fault fails, for good, saying why."""
+    jobs = await queue.create_jobs(
+        [CreateJobRequest(kind="k", payload={"bad": n == 2}) for n in range(4)]
+    )
+    original_one = queue.complete_job
+
+    def unstorable(stats: Any) -> bool:
+        return bool(stats.get("bad"))
+
+    async def reject_batch(completions: Any) -> Any:
+        raise jobqueue.InvalidRequestError("the database cannot store this")
+
+    async def reject_one(job_id: Any, stats: Any, **kwargs: Any) -> None:
+        if unstorable(stats):
+            raise jobqueue.InvalidRequestError("the database cannot store this")
+        await original_one(job_id, stats, **kwargs)
+
+    queue.complete_jobs = reject_batch  # type: ignore[method-assign]
+    queue.complete_job = reject_one  # type: ignore[method-assign]
+
+    async def k(job: Job) -> dict[str, bool]:
+        return {"bad": job.payload["bad"]}
+
+    await make_worker(queue, {"k": k}, concurrency=4).run(drain=True)
+    stored = [await fetch(queue, j.id) for j in jobs]
+    assert [j.status for j in stored] == [
+        JobStatus.COMPLETED,
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.COMPLETED,
+    ]
+    assert stored[2].error is not None and "returned invalid stats" in stored[2].error
+
+
+async def test_completions_still_being_written_at_a_forced_stop_are_released(
+    queue: jobqueue.JobQueue, recorder: Recorder
+) -> None:
+    """A second stop cancels the writing of completions too; those jobs are released to
+    run again, as handlers cancelled at shutdown are."""
+    jobs = await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(3)])
+    writing = asyncio.Event()
+
+    async def hang(completions: Any) -> Any:
+        writing.set()
+        await asyncio.sleep(60)
+
+    queue.complete_jobs = hang  # type: ignore[method-assign]
+
+    async def k(job: Job) -> None:
+        return None
+
+    worker = make_worker(queue, {"k": k}, concurrency=3, shutdown_grace=60)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(writing.wait(), 5)
+    worker.stop()
+    await asyncio.sleep(0.05)
+    assert not task.done()  # the grace covers the writing
+    worker.stop()
+    await asyncio.wait_for(task, 5)
+    for job in jobs:
+        stored = await fetch(queue, job.id)
+        assert stored.status is JobStatus.PENDING and stored.attempts == 0
+    assert {recorder.outcomes()[j.id] for j in jobs} == {"released"}
 
 
 async def test_two_workers_share_a_queue_without_running_a_job_twice() -> None:
@@ -505,7 +631,7 @@ async def test_cancelling_a_running_job_stops_its_handler(
             stopped.set()
         return {"by": "handler"}
 
-    for name in ("complete_job", "fail_job", "cancel_job"):
+    for name in ("complete_job", "complete_jobs", "fail_job", "cancel_job"):
         _spy_writes(queue, name, writes)
     worker = make_worker(queue, {"long": long}, heartbeat_interval=0.01)
     task = asyncio.create_task(worker.run())
@@ -911,12 +1037,12 @@ async def test_hooks_see_the_lifecycle(
     assert names[0] == "worker_started" and names[-1] == "worker_stopped"
     assert recorder.calls[0][1]["worker"] is worker
     finished = [c for n, c in recorder.calls if n == "job_finished"]
-    assert [(c["job"].id, c["outcome"]) for c in finished] == [
-        (ok.id, "completed"),
-        (bad.id, "retried"),
-        (bad.id, "failed"),
-    ]
-    assert finished[0]["error"] is None and finished[1]["error"] is boom
+    # Jobs of one turn finish in no promised order; each job's attempts in theirs.
+    ok_finished = [c for c in finished if c["job"].id == ok.id]
+    bad_finished = [c for c in finished if c["job"].id == bad.id]
+    assert [c["outcome"] for c in ok_finished] == ["completed"]
+    assert [c["outcome"] for c in bad_finished] == ["retried", "failed"]
+    assert ok_finished[0]["error"] is None and bad_finished[0]["error"] is boom
     assert all(c["duration"] >= 0 for c in finished)
     assert sum(1 for n in names if n == "job_started") == 3
 
@@ -1027,15 +1153,15 @@ async def test_outcome_writes_are_retried_until_they_go_through(
 ) -> None:
     """A transient error while completing a job is retried; the job ends completed."""
     job = await queue.create_job(CreateJobRequest(kind="k"))
-    original = queue.complete_job
+    original = queue.complete_jobs
     failures = [jobqueue.BackendUnavailableError("blip")] * 2
 
-    async def flaky_complete(*args: Any, **kwargs: Any) -> None:
+    async def flaky_complete(*args: Any, **kwargs: Any) -> Any:
         if failures:
             raise failures.pop()
-        await original(*args, **kwargs)
+        return await original(*args, **kwargs)
 
-    queue.complete_job = flaky_complete  # type: ignore[method-assign]
+    queue.complete_jobs = flaky_complete  # type: ignore[method-assign]
 
     async def k(job: Job) -> dict[str, int]:
         return {"n": 1}

@@ -28,12 +28,14 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from jobqueue import (
     BackendUnavailableError,
+    Completion,
     CreateJobRequest,
     InvalidRequestError,
     Job,
     JobNotFoundError,
     JobQueue,
     JobStatus,
+    Refusal,
 )
 from jobqueue.backend import (
     NO_FENCE,
@@ -46,7 +48,7 @@ from jobqueue.backend import (
 )
 
 from . import _schema
-from ._coalesce import Coalescer, Completion
+from ._coalesce import Coalescer, CompletionRow
 from ._notify import Listener
 from ._options import Settings
 from ._sql import Statements, statements
@@ -311,18 +313,30 @@ class PostgresJobQueue(JobQueue):
         params["stats"] = stats
         return bool(await self._rowcount(self._sql.complete, params))
 
-    async def _complete_many(self, batch: Sequence[Completion]) -> set[int]:
-        """Complete ``batch`` in one statement; the positions in ``batch`` of the
+    async def _complete_many(self, rows: Sequence[CompletionRow]) -> set[int]:
+        """Complete ``rows`` in one statement; the positions in ``rows`` of the
         completions whose compare-and-set matched."""
-        params: dict[str, Any] = {"now": self._now_param(), "ids": [c.job_id for c in batch]}
-        params["stats"], params["stats_each"] = _shared_or_each([c.stats for c in batch])
-        params["worker"], params["worker_each"] = _shared_or_each(
-            [c.fence.worker_id for c in batch]
-        )
-        params["attempt"], params["attempt_each"] = _shared_or_each(
-            [c.fence.attempt for c in batch]
-        )
+        params: dict[str, Any] = {"now": self._now_param(), "ids": [r[0] for r in rows]}
+        params["stats"], params["stats_each"] = _shared_or_each([r[1] for r in rows])
+        params["worker"], params["worker_each"] = _shared_or_each([r[2].worker_id for r in rows])
+        params["attempt"], params["attempt_each"] = _shared_or_each([r[2].attempt for r in rows])
         return {row[0] - 1 for row in await self._fetchall(self._sql.complete_many, params)}
+
+    async def _complete_jobs(self, completions: Sequence[Completion]) -> list[Refusal | None]:
+        fences = [Fence(c.worker_id, c.attempt) for c in completions]
+        rows = [
+            (c.job_id, json.dumps(c.stats) if c.stats else "{}", fence)
+            for c, fence in zip(completions, fences, strict=True)
+        ]
+        matched = await self._completions.complete_all(rows)
+        refusals: list[Refusal | None] = [None] * len(rows)
+        for position, c in enumerate(completions):
+            if position not in matched:
+                job = await self._get_job(c.job_id)
+                refusals[position] = explain_refusal(
+                    Outcome.COMPLETE, job, c.job_id, fences[position]
+                )
+        return refusals
 
     async def _fail_job(
         self, job_id: UUID, error: str, next_retry_at: datetime | None, fence: Fence

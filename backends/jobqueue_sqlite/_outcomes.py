@@ -18,7 +18,7 @@ from typing import Any
 from jobqueue.backend import Fence
 
 from . import _sql as sql
-from ._db import Database, is_busy
+from ._db import LOOP_ROWS, Database, is_busy
 
 __all__ = ["Change", "OutcomeWriter"]
 
@@ -107,6 +107,29 @@ class OutcomeWriter:
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_all())
         return await change.done
+
+    async def apply_all(self, changes: list[Change]) -> list[bool]:
+        """Write ``changes`` (distinct jobs); for each, True when its guard matched.
+
+        When no write is in progress they go in one statement, on the event
+        loop's thread when it can be; else they join the waiting changes.
+        """
+        if self._writer is None and len(changes) <= LOOP_ROWS:
+            if len(changes) == 1:
+                return [await self.apply(changes[0])]
+            if all(change.batchable for change in changes):
+                batch = {"batch": sql.dump_json([change.row() for change in changes])}
+                rows = self._db.run_on_loop(sql.OUTCOMES, batch)
+                if rows is not None:
+                    changed = {row[0] for row in rows}
+                    return [change.job_id in changed for change in changes]
+        loop = asyncio.get_running_loop()
+        for change in changes:
+            change.done = loop.create_future()
+        self._waiting.extend(changes)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_all())
+        return [await change.done for change in changes]
 
     async def wait_idle(self) -> None:
         """Return once every change handed over so far is written."""

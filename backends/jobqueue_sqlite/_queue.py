@@ -11,7 +11,15 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from jobqueue import CreateJobRequest, Job, JobNotFoundError, JobQueue, JobStatus
+from jobqueue import (
+    Completion,
+    CreateJobRequest,
+    Job,
+    JobNotFoundError,
+    JobQueue,
+    JobStatus,
+    Refusal,
+)
 from jobqueue.backend import NO_FENCE, Fence, Outcome, explain_refusal, new_job, redact_url
 
 from . import _sql as sql
@@ -153,6 +161,27 @@ class SQLiteJobQueue(JobQueue):
         text = sql.dump_json(stats) if stats else "{}"
         change = Change(COMPLETE, str(job_id), self._now(), fence, stats=text)
         await self._outcome(Outcome.COMPLETE, change)
+
+    async def _complete_jobs(self, completions: Sequence[Completion]) -> list[Refusal | None]:
+        now = self._now()
+        changes = [
+            Change(
+                COMPLETE,
+                str(c.job_id),
+                now,
+                Fence(c.worker_id, c.attempt),
+                stats=sql.dump_json(c.stats) if c.stats else "{}",
+            )
+            for c in completions
+        ]
+        applied = await self._outcomes.apply_all(changes)
+        refusals: list[Refusal | None] = [None] * len(changes)
+        for position, change in enumerate(changes):
+            if not applied[position]:
+                job_id = completions[position].job_id
+                job = await self._get_job(job_id)
+                refusals[position] = explain_refusal(Outcome.COMPLETE, job, job_id, change.fence)
+        return refusals
 
     async def _fail_job(
         self, job_id: UUID, error: str, next_retry_at: datetime | None, fence: Fence

@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from jobqueue import (
+    Completion,
     CreateJobRequest,
     InvalidRequestError,
     InvalidTransitionError,
@@ -435,6 +436,70 @@ async def complete_writes_the_table_row(h: Harness) -> None:
 
 
 @check()
+async def complete_jobs_applies_each_completion_on_its_own(h: Harness) -> None:
+    """complete_jobs: each completion applied as complete_job would apply it; a refused
+    one changes nothing and its error stands in its place; the others still apply."""
+    queue = await h.fresh()
+    jobs = await queue.create_jobs([req() for _ in range(5)])
+    started = h.clock()
+    claimed = await queue.claim_jobs("w1", 4)
+    assert ids(claimed) == ids(jobs[:4]), "claim_jobs did not take the four oldest jobs"
+    h.clock.advance(2)
+    before = {j.id: await get(queue, j.id) for j in jobs}
+    unknown = uuid4()
+    results = await queue.complete_jobs(
+        [
+            Completion(jobs[0].id, {"n": 0, "nested": {"a": [1]}}, worker_id="w1", attempt=1),
+            Completion(jobs[1].id),
+            Completion(jobs[2].id, {"n": 2}, worker_id="w2"),
+            Completion(jobs[3].id, {"n": 3}, attempt=2),
+            Completion(jobs[4].id, {"n": 4}),
+            Completion(unknown, {"n": 5}),
+        ]
+    )
+    expected: list[type[Exception] | None] = [None, None, InvalidTransitionError]
+    expected += [InvalidTransitionError, InvalidTransitionError, JobNotFoundError]
+    got = [None if r is None else type(r) for r in results]
+    assert got == expected, f"complete_jobs returned {results!r}, contract says {expected}"
+    for position, stats in ((0, {"n": 0, "nested": {"a": [1]}}), (1, {})):
+        fields_of(
+            await get(queue, jobs[position].id),
+            status=COMPLETED,
+            worker_id="w1",
+            attempts=1,
+            stats=stats,
+            finished_at=h.clock(),
+            lease_expires_at=None,
+            updated_at=h.clock(),
+            started_at=started,
+        )
+    for job in jobs[2:]:
+        assert await get(queue, job.id) == before[job.id], f"a refused completion changed {job.id}"
+    assert await queue.get_job(unknown) is None, "a refused completion created a job"
+    again = await queue.complete_jobs([Completion(jobs[0].id, worker_id="w1", attempt=1)])
+    assert isinstance(again[0], InvalidTransitionError), "a repeated completion was not refused"
+    assert await queue.complete_jobs([]) == [], "complete_jobs([]) must return []"
+
+
+@check()
+async def complete_jobs_takes_a_large_batch(h: Harness) -> None:
+    """complete_jobs with a few hundred fenced completions of distinct stats applies each."""
+    queue = await h.fresh()
+    jobs = await queue.create_jobs([req() for _ in range(300)])
+    claimed = await queue.claim_jobs("w1", 300)
+    assert len(claimed) == 300, f"claim_jobs took {len(claimed)} of 300 claimable jobs"
+    results = await queue.complete_jobs(
+        Completion(j.id, {"i": i}, worker_id="w1", attempt=j.attempts)
+        for i, j in enumerate(claimed)
+    )
+    assert results == [None] * 300, f"complete_jobs refused some of 300: {set(results)}"
+    assert (await queue.counts())[COMPLETED] == 300, "not every job of the batch is completed"
+    for i, job in enumerate(claimed):
+        assert (await get(queue, job.id)).stats == {"i": i}, f"job {i} got the wrong stats"
+    assert {j.id for j in jobs} == {j.id for j in claimed}
+
+
+@check()
 async def fail_writes_the_table_rows(h: Harness) -> None:
     """fail with retry: pending, worker cleared; final: failed, worker kept, finished_at."""
     queue = await h.fresh()
@@ -803,6 +868,15 @@ async def bad_input_is_rejected_before_any_write(h: Harness) -> None:
         ),
         ("complete_job(worker_id='')", lambda: queue.complete_job(job.id, {}, worker_id="")),
         ("complete_job(attempt=-1)", lambda: queue.complete_job(job.id, {}, attempt=-1)),
+        ("complete_jobs(a string)", lambda: queue.complete_jobs("abc")),  # type: ignore[arg-type]
+        (
+            "complete_jobs(an element not a Completion)",
+            lambda: queue.complete_jobs([Completion(job.id), job.id]),  # type: ignore[list-item]
+        ),
+        (
+            "complete_jobs(one job twice)",
+            lambda: queue.complete_jobs([Completion(job.id), Completion(str(job.id), {"n": 1})]),
+        ),
         ("fail_job(naive next_retry_at)", lambda: queue.fail_job(job.id, "e", naive)),
         ("fail_job(error=int)", lambda: queue.fail_job(job.id, 3)),  # type: ignore[arg-type]
         ("cancel_job(stats=str)", lambda: queue.cancel_job(job.id, "x")),  # type: ignore[arg-type]
@@ -838,6 +912,19 @@ async def bad_input_is_rejected_before_any_write(h: Harness) -> None:
         except InvalidRequestError:
             continue
         raise AssertionError(f"CreateJobRequest with {what} must raise InvalidRequestError")
+    completions: list[tuple[str, Callable[[], Completion]]] = [
+        ("a job id not a UUID", lambda: Completion("nope")),
+        ("stats not an object", lambda: Completion(job.id, [1])),  # type: ignore[arg-type]
+        ("stats with a non-JSON value", lambda: Completion(job.id, {"x": {1}})),
+        ("an empty worker_id", lambda: Completion(job.id, worker_id="")),
+        ("attempt -1", lambda: Completion(job.id, attempt=-1)),
+    ]
+    for what, make_completion in completions:
+        try:
+            make_completion()
+        except InvalidRequestError:
+            continue
+        raise AssertionError(f"Completion with {what} must raise InvalidRequestError")
 
 
 # ------------------------------------------------------------ operator calls

@@ -9,7 +9,14 @@ import queue as stdlib_queue
 import threading
 from uuid import UUID
 
-from jobqueue import CreateJobRequest, InvalidTransitionError, JobQueue, JobStatus
+from jobqueue import (
+    Completion,
+    CreateJobRequest,
+    InvalidTransitionError,
+    Job,
+    JobQueue,
+    JobStatus,
+)
 
 from ._harness import ConnectSpec, Harness
 from ._history import Event, check_history
@@ -57,11 +64,15 @@ async def _claimers_on_handles(h: Harness) -> None:
                     stop.set()
                 await asyncio.sleep(0.002)
                 continue
+            together: list[Job] = []
             for job in jobs:
                 if job.id not in released_once and job.id.int % 4 == 0:
                     released_once.add(job.id)
                     history.append(Event(worker, "release", job.id, job.attempts))
                     await queue.release_job(job.id)
+                    in_hand -= 1
+                elif n % 2:
+                    together.append(job)
                 else:
                     history.append(Event(worker, "complete", job.id, job.attempts))
                     try:
@@ -70,7 +81,17 @@ async def _claimers_on_handles(h: Harness) -> None:
                         )
                     except InvalidTransitionError:
                         history.append(Event(worker, "refused", job.id, job.attempts))
-                in_hand -= 1
+                    in_hand -= 1
+            if together:
+                # Odd claimers complete the rest of their batch with one call.
+                history.extend(Event(worker, "complete", j.id, j.attempts) for j in together)
+                refusals = await queue.complete_jobs(
+                    Completion(j.id, {"by": worker}, worker, j.attempts) for j in together
+                )
+                for job, refusal in zip(together, refusals, strict=True):
+                    if refusal is not None:
+                        history.append(Event(worker, "refused", job.id, job.attempts))
+                in_hand -= len(together)
 
     async def produce_late() -> None:
         nonlocal producing
@@ -105,8 +126,9 @@ async def _claimers_on_handles(h: Harness) -> None:
 
 
 async def concurrent_claimers_on_separate_handles(h: Harness) -> None:
-    """8 claimer tasks on separate handles, released at once, with releases and late jobs:
-    no job lost, none held by two claimers at once, none unexpected."""
+    """8 claimer tasks on separate handles, released at once, with releases and late jobs,
+    half completing one job per call, half a batch per call: no job lost, none held by two
+    claimers at once, none unexpected."""
     await _claimers_on_handles(h)
 
 

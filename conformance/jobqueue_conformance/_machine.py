@@ -26,6 +26,7 @@ from hypothesis.stateful import (
 )
 
 from jobqueue import (
+    Completion,
     CreateJobRequest,
     InvalidRequestError,
     Job,
@@ -348,6 +349,36 @@ class QueueMachine(RuleBasedStateMachine):
             self.release(pick)
         else:
             self.retry(pick)
+
+    @rule(picks=st.lists(st.tuples(targets, st.sampled_from(FENCES), st.none() | json_objects),
+                         max_size=4))  # fmt: skip
+    def complete_many(
+        self, picks: list[tuple[tuple[str, int], str, dict[str, Any] | None]]
+    ) -> None:
+        """complete_jobs over a few jobs (running, pending, finished or unknown), each with
+        its own fence: the model completes them one by one, in order."""
+        completions: list[Completion] = []
+        for pick, fence, stats in picks:
+            job_id = self.target(pick)
+            if any(c.job_id == job_id for c in completions):
+                continue
+            worker, attempt = self.fence(job_id, fence)
+            completions.append(Completion(job_id, stats or {}, worker, attempt))
+        expected: list[type[Exception] | None] = []
+        for c in completions:
+            try:
+                self.model.complete(c.job_id, dict(c.stats), self.now(), c.worker_id, c.attempt)
+            except Refused as refusal:
+                expected.append(refusal.error)
+            else:
+                expected.append(None)
+        actual = self.run(self.queue.complete_jobs(completions))
+        what = f"complete_jobs({completions})"
+        assert len(actual) == len(expected), f"{what} returned {actual!r}"
+        for got, want in zip(actual, expected, strict=True):
+            agrees = got is None if want is None else isinstance(got, want)
+            assert agrees, f"{what} returned {actual!r}; the contract says {expected}"
+        self.touched = [c.job_id for c in completions]
 
     @rule(op=st.sampled_from(["rescue", "heartbeat", "release_worker", "purge"]),
           worker=st.sampled_from(WORKERS), offset=st.sampled_from([-60.0, 0.0, 1e-6, 60.0]),

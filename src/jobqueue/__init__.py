@@ -8,7 +8,7 @@ from ._errors import (
     JobQueueError,
     UnknownBackendError,
 )
-from ._models import CreateJobRequest, Job, JobStatus
+from ._models import Completion, CreateJobRequest, Job, JobStatus
 from ._plugins import (
     BackendInfo,
     PluginConflictError,
@@ -20,13 +20,14 @@ from ._plugins import (
     register_plugin,
     unregister_backend,
 )
-from ._queue import JobQueue
+from ._queue import JobQueue, Refusal
 from ._retry import Permanent, RetryPolicy
 from ._worker import Worker, load_handlers
 
 __all__ = [
     "BackendInfo",
     "BackendUnavailableError",
+    "Completion",
     "CreateJobRequest",
     "InvalidRequestError",
     "InvalidTransitionError",
@@ -37,6 +38,7 @@ __all__ = [
     "JobStatus",
     "Permanent",
     "PluginConflictError",
+    "Refusal",
     "RetryPolicy",
     "UnknownBackendError",
     "Worker",

@@ -15,20 +15,28 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 from uuid import UUID
 
 from . import _validation as check
-from ._errors import BackendUnavailableError, InvalidRequestError
-from ._models import TERMINAL_STATUSES, CreateJobRequest, Job, JobStatus
+from ._errors import (
+    BackendUnavailableError,
+    InvalidRequestError,
+    InvalidTransitionError,
+    JobNotFoundError,
+)
+from ._models import TERMINAL_STATUSES, Completion, CreateJobRequest, Job, JobStatus
 from ._transitions import NO_FENCE, Fence
 
-__all__ = ["DEFAULT_LEASE", "Clock", "JobQueue"]
+__all__ = ["DEFAULT_LEASE", "Clock", "JobQueue", "Refusal"]
 
 Clock = Callable[[], datetime]
 """A zero-argument callable returning the current time as an aware datetime."""
 
 DEFAULT_LEASE = timedelta(minutes=5)
+
+Refusal = JobNotFoundError | InvalidTransitionError
+"""Why an outcome was not applied: what the single call would have raised."""
 
 
 def _system_clock() -> datetime:
@@ -153,6 +161,32 @@ class JobQueue(ABC):
         await self._complete_job(
             check.job_id(job_id), check.json_object(stats, "stats"), _fence(worker_id, attempt)
         )
+
+    async def complete_jobs(self, completions: Iterable[Completion]) -> list[Refusal | None]:
+        """Complete many jobs in one call (one round trip where the backend can).
+
+        Each completion is applied as :meth:`complete_job` would apply it, atomically
+        and on its own: a refused one changes nothing and the others still apply.
+        Returns, in the order given, None for each applied completion and, for each
+        refused one, the ``JobNotFoundError`` or ``InvalidTransitionError`` that
+        ``complete_job`` would have raised. Raises ``InvalidRequestError``, before
+        anything is written, when an element is not a :class:`Completion` or names
+        a job another one names. When the call raises anything else, any of the
+        completions may have been applied; calling again is safe, as an applied
+        one is then refused.
+        """
+        self._ensure_open()
+        if isinstance(completions, (str, bytes, Mapping)) or not isinstance(completions, Iterable):
+            raise InvalidRequestError("completions must be a sequence of Completion")
+        checked = [_completion(c) for c in completions]
+        if not checked:
+            return []
+        named: set[UUID] = set()
+        for c in checked:
+            if c.job_id in named:
+                raise InvalidRequestError(f"job {c.job_id} is named by more than one completion")
+            named.add(c.job_id)
+        return await self._complete_jobs(checked)
 
     async def fail_job(
         self,
@@ -303,6 +337,22 @@ class JobQueue(ABC):
     @abstractmethod
     async def _complete_job(self, job_id: UUID, stats: dict[str, Any], fence: Fence) -> None: ...
 
+    async def _complete_jobs(self, completions: Sequence[Completion]) -> list[Refusal | None]:
+        """Apply each completion (validated, distinct jobs, ``stats`` a ``dict``) as
+        :meth:`_complete_job` would; the refusal of each one not applied. This default
+        makes one call per job, so an error raised midway leaves the earlier ones applied."""
+        refusals: list[Refusal | None] = []
+        for c in completions:
+            try:
+                await self._complete_job(
+                    c.job_id, cast(dict[str, Any], c.stats), Fence(c.worker_id, c.attempt)
+                )
+            except (JobNotFoundError, InvalidTransitionError) as refusal:
+                refusals.append(refusal)
+            else:
+                refusals.append(None)
+        return refusals
+
     @abstractmethod
     async def _fail_job(
         self, job_id: UUID, error: str, next_retry_at: datetime | None, fence: Fence
@@ -352,6 +402,12 @@ class JobQueue(ABC):
 
     @abstractmethod
     async def _close(self) -> None: ...
+
+
+def _completion(value: object) -> Completion:
+    if not isinstance(value, Completion):
+        raise InvalidRequestError(f"expected a Completion, got {type(value).__name__}")
+    return value
 
 
 def _request(value: object) -> CreateJobRequest:

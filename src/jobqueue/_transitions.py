@@ -105,7 +105,7 @@ def check_outcome(outcome: Outcome, job: JobState | None, job_id: UUID, fence: F
 
 def explain_refusal(
     outcome: Outcome, job: JobState | None, job_id: UUID, fence: Fence
-) -> Exception:
+) -> JobNotFoundError | InvalidTransitionError:
     """The error for a compare-and-set that changed nothing, given the job as it is now."""
     try:
         check_outcome(outcome, job, job_id, fence)

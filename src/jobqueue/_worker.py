@@ -30,10 +30,11 @@ from typing import Any, TypeAlias
 
 from . import _validation as check
 from ._errors import InvalidRequestError, InvalidTransitionError, JobNotFoundError
-from ._models import Job
+from ._models import Completion, Job
 from ._plugins import plugin_manager
 from ._queue import JobQueue
 from ._retry import DEFAULT_MAX_ERROR_CHARS, Permanent, RetryPolicy, format_error
+from ._worker_completions import MAX_BACKOFF, CompletionWriter, write_backoff
 
 __all__ = ["Handler", "Worker", "default_worker_id", "load_handlers"]
 
@@ -45,9 +46,6 @@ logger = logging.getLogger("jobqueue.worker")
 CANCEL_WAIT = 5.0
 """Seconds a cancelled handler gets to unwind at shutdown before its job is released anyway."""
 
-MAX_BACKOFF = 30.0
-"""Longest pause between retries of a failing claim or outcome write."""
-
 MIN_ERROR_CHARS = 256
 
 
@@ -58,9 +56,14 @@ def default_worker_id() -> str:
 
 
 class _Running:
-    """A job this worker is executing; ``abandon`` says why its handler was cancelled."""
+    """A job this worker is executing; ``abandon`` says why its handler was cancelled.
+    Once the handler returned, ``completion`` is what to record and ``duration`` how
+    long the handler took."""
 
-    __slots__ = ("abandon", "job", "recording", "task")
+    __slots__ = ("abandon", "completion", "duration", "job", "recording", "task")
+
+    completion: Completion
+    duration: float
 
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -178,6 +181,9 @@ class Worker:
         self._force_event = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
+        self._completions: CompletionWriter[_Running] = CompletionWriter(
+            queue, self._worker_id, self._settle, self._complete_alone
+        )
 
     @property
     def worker_id(self) -> str:
@@ -410,6 +416,7 @@ class Worker:
         self._log(logging.DEBUG, job, "started, attempt %d of %d", job.attempts, job.max_attempts)
         started = time.perf_counter()
         duration = 0.0
+        handed_over = False
         try:
             stats: dict[str, Any] | None = None
             try:
@@ -434,29 +441,72 @@ class Worker:
             self._slot_freed.set()
             if error is None:
                 assert stats is not None
-                outcome, error = await self._complete(job, stats, duration)
-            else:
-                outcome = await self._fail(job, error)
+                try:
+                    entry.completion = Completion(job.id, stats, self._worker_id, job.attempts)
+                except InvalidRequestError as exc:
+                    error = _invalid_stats(job, exc)
+                else:
+                    entry.duration = duration
+                    self._completions.add(entry)
+                    handed_over = True
+                    return
+            outcome = await self._fail(job, error)
         except asyncio.CancelledError:
             outcome = entry.abandon or "lost"
             raise
         finally:
-            if not entry.recording:
-                self._handling -= 1
-            self._running.discard(entry)
-            if self._latest.get(job.id.int) is entry:
-                del self._latest[job.id.int]
-            self._slot_freed.set()
-            # Checked first: building the hook's arguments costs more than the check.
-            if self._hook_job_finished.get_hookimpls():
-                _call_implemented_hook(
-                    self._hook_job_finished,
-                    worker_id=self._worker_id,
-                    job=job,
-                    outcome=outcome,
-                    duration=duration,
-                    error=error,
-                )
+            if not handed_over:
+                self._finish(entry, outcome, duration, error)
+
+    def _finish(
+        self, entry: _Running, outcome: str, duration: float, error: BaseException | None
+    ) -> None:
+        """Forget a job whose attempt is over here, and tell the plugins how it ended."""
+        job = entry.job
+        if not entry.recording:
+            self._handling -= 1
+        self._running.discard(entry)
+        if self._latest.get(job.id.int) is entry:
+            del self._latest[job.id.int]
+        self._slot_freed.set()
+        # Checked first: building the hook's arguments costs more than the check.
+        if self._hook_job_finished.get_hookimpls():
+            _call_implemented_hook(
+                self._hook_job_finished,
+                worker_id=self._worker_id,
+                job=job,
+                outcome=outcome,
+                duration=duration,
+                error=error,
+            )
+
+    def _settle(self, entry: _Running, reason: BaseException | None) -> None:
+        """Finish a job whose completion was handed to the writer, once it was written
+        (``reason`` None) or could not be (``reason`` says why)."""
+        if reason is None:
+            outcome = "completed"
+            if logger.isEnabledFor(logging.INFO):
+                self._log(logging.INFO, entry.job, "completed in %.3fs", entry.duration)
+        elif isinstance(reason, asyncio.CancelledError):
+            outcome = entry.abandon or "lost"
+        else:
+            outcome = "lost"
+            refused = isinstance(reason, (InvalidTransitionError, JobNotFoundError))
+            level = logging.WARNING if refused else logging.ERROR
+            self._log(level, entry.job, "outcome not recorded: %s", reason)
+        self._finish(entry, outcome, entry.duration, None)
+
+    async def _complete_alone(self, entry: _Running) -> None:
+        """Record one completion by itself (its batch was rejected as a whole)."""
+        outcome = "lost"
+        error: BaseException | None = None
+        try:
+            outcome, error = await self._complete(entry.job, entry.completion.stats, entry.duration)
+        except asyncio.CancelledError:
+            outcome = entry.abandon or "lost"
+            raise
+        finally:
+            self._finish(entry, outcome, entry.duration, error)
 
     async def _invoke(self, job: Job) -> dict[str, Any]:
         """Run the handler (with the timeout) and return its stats as a dict."""
@@ -497,7 +547,7 @@ class Worker:
         return loop.run_in_executor(self._executor, context.run, handler, job)
 
     async def _complete(
-        self, job: Job, stats: dict[str, Any], duration: float
+        self, job: Job, stats: Mapping[str, Any], duration: float
     ) -> tuple[str, BaseException | None]:
         queue = self._queue
         try:
@@ -512,7 +562,7 @@ class Worker:
                 ),
             )
         except InvalidRequestError as exc:
-            failure = Permanent(f"the handler for {job.kind!r} returned invalid stats: {exc}")
+            failure = _invalid_stats(job, exc)
             return await self._fail(job, failure), failure
         if not recorded:
             return "lost", None
@@ -589,7 +639,7 @@ class Worker:
                     self._log(logging.ERROR, job, "outcome not recorded: the queue is closed")
                     return False
                 failures += 1
-                delay = min(MAX_BACKOFF, 0.05 * 2**failures)
+                delay = write_backoff(failures)
                 self._log(
                     logging.WARNING,
                     job,
@@ -686,21 +736,20 @@ class Worker:
             try:
                 while self._running and not self._force_event.is_set():
                     remaining = deadline - loop.time()
-                    if remaining <= 0:
+                    tasks = self._busy_tasks()
+                    if remaining <= 0 or not tasks:
                         break
-                    tasks = {e.task for e in self._running if e.task is not None}
                     await asyncio.wait(
                         (*tasks, force), timeout=remaining, return_when=asyncio.FIRST_COMPLETED
                     )
             finally:
                 force.cancel()
-        left = list(self._running)
-        for entry in left:
+        for entry in self._running:
             if entry.abandon is None:
                 entry.abandon = "released"
-            if entry.task is not None:
-                entry.task.cancel()
-        tasks = {e.task for e in left if e.task is not None}
+        tasks = self._busy_tasks()
+        for task in tasks:
+            task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=CANCEL_WAIT)
         heartbeat.cancel()
@@ -723,6 +772,13 @@ class Worker:
                 released,
                 extra={"worker_id": self._worker_id},
             )
+
+    def _busy_tasks(self) -> set[asyncio.Task[None]]:
+        """The handlers still running and the completions still being written."""
+        tasks = {e.task for e in self._running if e.task is not None and not e.task.done()}
+        if self._completions.task is not None:
+            tasks.add(self._completions.task)
+        return tasks
 
     # ------------------------------------------------------------------ helpers
 
@@ -766,6 +822,10 @@ def _call_implemented_hook(caller: Any, **kwargs: Any) -> None:
 
 def _nothing() -> None:
     return None
+
+
+def _invalid_stats(job: Job, exc: InvalidRequestError) -> Permanent:
+    return Permanent(f"the handler for {job.kind!r} returned invalid stats: {exc}")
 
 
 def _seconds(value: object, argument: str, *, allow_zero: bool = False) -> float:
