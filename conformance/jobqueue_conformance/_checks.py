@@ -1110,10 +1110,12 @@ async def wait_for_jobs_wakes_on_a_new_job(h: Harness) -> None:
 def _register_late_checks() -> None:
     from . import _concurrency, _machine
 
+    # The state machine last: it is the slowest check, and a suite run with -x then
+    # reports a concurrency bug in seconds rather than after every generated example.
     late: list[tuple[CheckFunction, tuple[str, ...]]] = [
-        (_machine.state_machine_agrees_with_the_model, ()),
         (_concurrency.concurrent_claimers_on_separate_handles, ()),
         (_concurrency.concurrent_claimers_in_separate_processes, ("concurrent_processes",)),
+        (_machine.state_machine_agrees_with_the_model, ()),
     ]
     for function, requires in late:
         check(*requires)(function)
