@@ -78,8 +78,10 @@ class Listener:
         if self.count != seen:
             return
         event = self._wakeup
+        # A timeout scope, not wait_for: no task between the wake-up and the waiter.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await event.wait()
 
     async def close(self) -> None:
         """Stop listening; returns within a few seconds even if the server does not answer."""

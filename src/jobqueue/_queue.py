@@ -39,10 +39,6 @@ Refusal = JobNotFoundError | InvalidTransitionError
 """Why an outcome was not applied: what the single call would have raised."""
 
 
-def _system_clock() -> datetime:
-    return datetime.now(UTC)
-
-
 class JobQueue(ABC):
     """A persistent queue of jobs shared by producers and workers.
 
@@ -73,7 +69,7 @@ class JobQueue(ABC):
     def now(self) -> datetime:
         """The current time for this queue: the injected clock's, else the system's, in UTC."""
         if self._clock is None:
-            return _system_clock()
+            return datetime.now(UTC)
         return check.aware_datetime(self._clock(), "the clock's result")
 
     @property
