@@ -12,7 +12,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -30,6 +30,7 @@ from jobqueue import (
     JobStatus,
 )
 from jobqueue.testing import FakeClock
+from jobqueue_memory._store import ReadyJobs, Record
 
 LEASE = timedelta(seconds=30)
 PENDING, RUNNING = JobStatus.PENDING, JobStatus.RUNNING
@@ -1140,3 +1141,24 @@ def test_threads_with_their_own_loops_never_share_or_lose_a_job() -> None:
 
     history.check(asyncio.run(counts()))
     assert len({worker.partition("-")[0] for worker in history.claimers}) > 1
+
+
+@given(st.lists(st.tuples(st.integers(-3, 3), st.booleans(), st.integers(0, 5)), max_size=60))
+def test_ready_jobs_come_out_in_claim_order_however_they_went_in(
+    keys: list[tuple[int, bool, int]],
+) -> None:
+    """The ready set of the memory store hands out its jobs in claim order whether they
+    arrived in that order (the first-in, first-out run) or not (the heap)."""
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    ready = ReadyJobs()
+    entries = []
+    for seq, (priority, retry, minute) in enumerate(keys):
+        record = Record(CreateJobRequest(kind="k", priority=priority), start, seq)
+        entry = (-priority, retry, start + timedelta(minutes=minute), seq, 0, record)
+        entries.append(entry)
+        ready.push(entry)
+    out = []
+    while (head := ready.head()) is not None:
+        ready.pop(head)
+        out.append(head[3])
+    assert out == [e[3] for e in sorted(entries, key=lambda e: e[:4])]

@@ -11,6 +11,7 @@ import asyncio
 import heapq
 import threading
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -118,13 +119,60 @@ class Record:
         )
 
 
+class ReadyJobs:
+    """The claimable jobs of one queue, in claim order, as entries of ``_push_ready``.
+
+    Jobs mostly become ready in claim order (created one after another with
+    the same priority): those are appended to a first-in, first-out run, in
+    constant time; any other goes to a heap. The head is the first of the two
+    heads. Entries of records that changed since (another version, no longer
+    pending) are dropped when they reach a head.
+    """
+
+    __slots__ = ("_heap", "_run")
+
+    def __init__(self) -> None:
+        self._run: deque[ReadyEntry] = deque()
+        self._heap: list[ReadyEntry] = []
+
+    def push(self, entry: ReadyEntry) -> None:
+        run = self._run
+        if not run or run[-1] < entry:
+            run.append(entry)
+        else:
+            heapq.heappush(self._heap, entry)
+
+    def head(self) -> ReadyEntry | None:
+        """The first live entry, left in place."""
+        run, heap = self._run, self._heap
+        while run and not _live(run[0]):
+            run.popleft()
+        while heap and not _live(heap[0]):
+            heapq.heappop(heap)
+        if run and (not heap or run[0] < heap[0]):
+            return run[0]
+        return heap[0] if heap else None
+
+    def pop(self, head: ReadyEntry) -> None:
+        """Remove ``head``, which :meth:`head` just returned."""
+        if self._run and self._run[0] is head:
+            self._run.popleft()
+        else:
+            heapq.heappop(self._heap)
+
+
+def _live(entry: ReadyEntry) -> bool:
+    record = entry[5]
+    return record.version == entry[4] and record.status is PENDING
+
+
 class Store:
     """Jobs, their claim-order indexes and the idle waiters of one ``memory://`` queue."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self._jobs: dict[UUID, Record] = {}
-        self._ready: dict[str, list[ReadyEntry]] = {}
+        self._ready: dict[str, ReadyJobs] = {}
         self._delayed: list[DelayedEntry] = []
         # Keyed by seq: an int hashes faster than a UUID.
         self._running_by_worker: dict[str, dict[int, Record]] = {}
@@ -157,18 +205,19 @@ class Store:
             heapq.heappush(self._delayed, (eligible, record.seq, record.version, record))
 
     def _push_ready(self, record: Record) -> None:
-        heap = self._ready.get(record.queue)
-        if heap is None:
-            heap = self._ready[record.queue] = []
-        entry = (
-            -record.priority,
-            record.next_retry_at is not None,
-            record.created_at,
-            record.seq,
-            record.version,
-            record,
+        ready = self._ready.get(record.queue)
+        if ready is None:
+            ready = self._ready[record.queue] = ReadyJobs()
+        ready.push(
+            (
+                -record.priority,
+                record.next_retry_at is not None,
+                record.created_at,
+                record.seq,
+                record.version,
+                record,
+            )
         )
-        heapq.heappush(heap, entry)
 
     def _promote_due(self, now: datetime) -> None:
         delayed = self._delayed
@@ -177,29 +226,20 @@ class Store:
             if record.version == version and record.status is PENDING:
                 self._push_ready(record)
 
-    def _head(self, heap: list[ReadyEntry]) -> ReadyEntry | None:
-        while heap:
-            entry = heap[0]
-            record = entry[5]
-            if record.version == entry[4] and record.status is PENDING:
-                return entry
-            heapq.heappop(heap)
-        return None
-
     def _next_claimable(self, queues: Sequence[str] | None, now: datetime) -> Record | None:
         names = self._ready.keys() if queues is None else queues
         while True:
             best: ReadyEntry | None = None
-            best_heap: list[ReadyEntry] | None = None
+            best_ready: ReadyJobs | None = None
             for name in names:
-                heap = self._ready.get(name)
-                if heap:
-                    entry = self._head(heap)
+                ready = self._ready.get(name)
+                if ready is not None:
+                    entry = ready.head()
                     if entry is not None and (best is None or entry < best):
-                        best, best_heap = entry, heap
-            if best is None or best_heap is None:
+                        best, best_ready = entry, ready
+            if best is None or best_ready is None:
                 return None
-            heapq.heappop(best_heap)
+            best_ready.pop(best)
             record = best[5]
             eligible = record.eligible_at()
             if eligible is None or eligible <= now:
