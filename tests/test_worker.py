@@ -499,6 +499,31 @@ async def test_a_batch_the_queue_cannot_store_is_written_job_by_job(
     assert stored[2].error is not None and "returned invalid stats" in stored[2].error
 
 
+async def test_a_completion_is_dropped_once_the_queue_is_closed(
+    queue: jobqueue.JobQueue, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A completion that could not be written before the queue was closed is logged as an
+    error and reported lost, not retried for ever."""
+    job = await queue.create_job(CreateJobRequest(kind="k"))
+
+    async def closing(completions: Any) -> Any:
+        await queue.close()
+        raise jobqueue.BackendUnavailableError("connection lost")
+
+    queue.complete_jobs = closing  # type: ignore[method-assign]
+
+    async def k(job: Job) -> None:
+        return None
+
+    with (
+        caplog.at_level(logging.ERROR, logger="jobqueue.worker"),
+        contextlib.suppress(jobqueue.BackendUnavailableError),
+    ):
+        await asyncio.wait_for(make_worker(queue, {"k": k}).run(drain=True), 5)
+    assert recorder.outcomes()[job.id] == "lost"
+    assert any("the queue is closed" in r.getMessage() for r in caplog.records)
+
+
 async def test_completions_still_being_written_at_a_forced_stop_are_released(
     queue: jobqueue.JobQueue, recorder: Recorder
 ) -> None:
