@@ -206,6 +206,32 @@ async def test_timestamps_round_trip_to_the_microsecond(
         assert stored.run_at.tzinfo is UTC and stored.run_at.microsecond == 654321
 
 
+async def test_jobs_come_back_in_utc_from_a_session_in_another_time_zone(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """A pooled session whose TimeZone was changed behind the queue's back (as a
+    connection pooler may hand over a server session set by someone else) still yields
+    UTC datetimes, the same instants."""
+    clock = FakeClock(datetime(2031, 5, 6, 7, 8, 9, 123457, tzinfo=UTC))
+    async with jobqueue.connect(
+        postgres_url, schema=postgres_schema, clock=clock, max_size=1
+    ) as queue:
+        created = await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(3)])
+        claimed = await queue.claim_jobs("w", 3)
+        pool = queue._pool  # type: ignore[attr-defined]
+        async with pool.connection() as conn:
+            await conn.execute("SET TIME ZONE 'Asia/Kolkata'")
+        for jobs in (await queue.list_jobs(), [await queue.get_job(created[0].id)]):
+            for job in jobs:
+                assert job is not None
+                for value in (job.created_at, job.updated_at, job.started_at):
+                    assert value is not None and value.tzinfo is UTC
+                assert (
+                    job.created_at == clock()
+                    and job.lease_expires_at == claimed[0].lease_expires_at
+                )
+
+
 async def test_without_a_clock_the_database_clock_is_used(
     postgres_url: str, postgres_schema: str
 ) -> None:

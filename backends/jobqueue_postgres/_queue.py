@@ -301,7 +301,7 @@ class PostgresJobQueue(JobQueue):
             rows = await self._fetchall(query, {**params, "queues": list(queues)})
         if len(rows) > 1:
             rows.sort(key=_claim_order)
-        return [_job(row) for row in rows]
+        return _jobs(rows)
 
     async def _complete_job(self, job_id: UUID, stats: dict[str, Any], fence: Fence) -> None:
         text = json.dumps(stats) if stats else "{}"
@@ -363,7 +363,7 @@ class PostgresJobQueue(JobQueue):
 
     async def _get_job(self, job_id: UUID) -> Job | None:
         rows = await self._fetchall(self._sql.get, {"id": job_id})
-        return _job(rows[0]) if rows else None
+        return _jobs(rows)[0] if rows else None
 
     async def _list_jobs(self, status: JobStatus | None, limit: int) -> list[Job]:
         if status is None:
@@ -372,7 +372,7 @@ class PostgresJobQueue(JobQueue):
             rows = await self._fetchall(
                 self._sql.list_status, {"status": status.value, "limit": limit}
             )
-        return [_job(row) for row in rows]
+        return _jobs(rows)
 
     async def _release_job(self, job_id: UUID) -> bool:
         params = {"id": job_id, "now": self._now_param(), "channel": self._channel}
@@ -407,7 +407,7 @@ class PostgresJobQueue(JobQueue):
         params = {"id": job_id, "now": self._now_param(), "channel": self._channel}
         rows = await self._fetchall(self._sql.retry, params)
         if rows:
-            return _job(rows[0])
+            return _jobs(rows)[0]
         raise explain_refusal(Outcome.RETRY, await self._get_job(job_id), job_id, NO_FENCE)
 
     async def _purge_jobs(self, finished_before: datetime, statuses: frozenset[JobStatus]) -> int:
@@ -598,36 +598,46 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
-def _utc_or_none(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is UTC:
-        return value
-    return value.astimezone(UTC)
-
-
 def _claim_order(row: Row) -> tuple[int, bool, datetime, int]:
     # Columns: priority 4, next_retry_at 12, created_at 14, seq 18.
     return (-row[4], row[12] is not None, row[14], row[18])
 
 
-def _job(row: Row) -> Job:
-    # Columns in Job's field order; positional arguments bind faster than keywords.
-    return Job(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        STATUS_BY_VALUE[row[5]],
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        row[10],
-        _utc_or_none(row[11]),
-        _utc_or_none(row[12]),
-        _utc_or_none(row[13]),
-        _utc(row[14]),
-        _utc(row[15]),
-        _utc_or_none(row[16]),
-        _utc_or_none(row[17]),
-    )
+def _jobs(rows: list[Row]) -> list[Job]:
+    """The jobs of the rows of one result (columns in ``Job``'s field order).
+
+    A result's datetimes all come in its session's time zone: UTC, as the pool
+    sets it, unless something in between (a connection pooler) changed it; only
+    then are they converted, so the common case checks one value, not six per row.
+    """
+    if rows and rows[0][14].tzinfo is not UTC:
+        rows = [_in_utc(row) for row in rows]
+    # Positional arguments bind faster than keywords.
+    return [
+        Job(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            STATUS_BY_VALUE[row[5]],
+            row[6],
+            row[7],
+            row[8],
+            row[9],
+            row[10],
+            row[11],
+            row[12],
+            row[13],
+            row[14],
+            row[15],
+            row[16],
+            row[17],
+        )
+        for row in rows
+    ]
+
+
+def _in_utc(row: Row) -> Row:
+    """``row`` with its datetimes (columns 11 to 17) converted to UTC."""
+    return (*row[:11], *(None if v is None else v.astimezone(UTC) for v in row[11:18]))
