@@ -499,6 +499,40 @@ async def test_a_batch_the_queue_cannot_store_is_written_job_by_job(
     assert stored[2].error is not None and "returned invalid stats" in stored[2].error
 
 
+async def test_a_forced_stop_while_completing_job_by_job_finishes_each_job_once(
+    queue: jobqueue.JobQueue, recorder: Recorder
+) -> None:
+    """Cancelled while it writes a rejected batch's completions one by one, the worker
+    reports each job finished exactly once and releases the unrecorded ones."""
+    jobs = await queue.create_jobs([CreateJobRequest(kind="k") for _ in range(3)])
+    writing = asyncio.Event()
+
+    async def reject_batch(completions: Any) -> Any:
+        raise jobqueue.InvalidRequestError("the database cannot store this")
+
+    async def hang(*args: Any, **kwargs: Any) -> None:
+        writing.set()
+        await asyncio.sleep(60)
+
+    queue.complete_jobs = reject_batch  # type: ignore[method-assign]
+    queue.complete_job = hang  # type: ignore[method-assign]
+
+    async def k(job: Job) -> None:
+        return None
+
+    worker = make_worker(queue, {"k": k}, concurrency=3, shutdown_grace=60)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(writing.wait(), 5)
+    worker.stop()
+    worker.stop()
+    await asyncio.wait_for(task, 5)
+    finished = [c["job"].id for name, c in recorder.calls if name == "job_finished"]
+    assert sorted(finished) == sorted(j.id for j in jobs)
+    assert {recorder.outcomes()[j.id] for j in jobs} == {"released"}
+    for job in jobs:
+        assert await status_of(queue, job.id) is JobStatus.PENDING
+
+
 async def test_a_completion_is_dropped_once_the_queue_is_closed(
     queue: jobqueue.JobQueue, recorder: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -103,8 +103,10 @@ class CompletionWriter(Generic[P]):
             try:
                 refusals: list[Refusal | None] = await self._queue.complete_jobs(completions)
             except InvalidRequestError:
-                for pending in batch:
-                    await self._alone(pending)
+                # Taken out of the batch first: if this task is cancelled meanwhile,
+                # only those not handed over yet are settled here.
+                while batch:
+                    await self._alone(batch.pop(0))
                 return
             except Exception:
                 if self._queue.closed:
