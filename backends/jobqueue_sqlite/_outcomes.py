@@ -129,7 +129,8 @@ class OutcomeWriter:
         self._waiting.extend(changes)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_all())
-        return [await change.done for change in changes]
+        # gather, not one await after another: every answer's exception is retrieved.
+        return list(await asyncio.gather(*(change.done for change in changes)))
 
     async def wait_idle(self) -> None:
         """Return once every change handed over so far is written."""

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self
 from uuid import UUID
 
 from . import _validation as check
@@ -340,9 +340,9 @@ class JobQueue(ABC):
         refusals: list[Refusal | None] = []
         for c in completions:
             try:
-                await self._complete_job(
-                    c.job_id, cast(dict[str, Any], c.stats), Fence(c.worker_id, c.attempt)
-                )
+                # A copy, as complete_job passes: the caller keeps the Completion.
+                stats = check.json_object(c.stats, "stats")
+                await self._complete_job(c.job_id, stats, Fence(c.worker_id, c.attempt))
             except (JobNotFoundError, InvalidTransitionError) as refusal:
                 refusals.append(refusal)
             else:
