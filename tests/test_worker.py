@@ -499,6 +499,23 @@ async def test_a_batch_the_queue_cannot_store_is_written_job_by_job(
     assert stored[2].error is not None and "returned invalid stats" in stored[2].error
 
 
+async def stop_twice_while_writing(queue: jobqueue.JobQueue, writing: asyncio.Event) -> None:
+    """Run a worker of no-op handlers until ``writing`` is set, then stop it: the grace
+    waits for the writing, a second stop ends it."""
+
+    async def k(job: Job) -> None:
+        return None
+
+    worker = make_worker(queue, {"k": k}, concurrency=3, shutdown_grace=60)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(writing.wait(), 5)
+    worker.stop()
+    await asyncio.sleep(0.05)
+    assert not task.done()  # the grace covers the writing
+    worker.stop()
+    await asyncio.wait_for(task, 5)
+
+
 async def test_a_forced_stop_while_completing_job_by_job_finishes_each_job_once(
     queue: jobqueue.JobQueue, recorder: Recorder
 ) -> None:
@@ -516,16 +533,7 @@ async def test_a_forced_stop_while_completing_job_by_job_finishes_each_job_once(
 
     queue.complete_jobs = reject_batch  # type: ignore[method-assign]
     queue.complete_job = hang  # type: ignore[method-assign]
-
-    async def k(job: Job) -> None:
-        return None
-
-    worker = make_worker(queue, {"k": k}, concurrency=3, shutdown_grace=60)
-    task = asyncio.create_task(worker.run())
-    await asyncio.wait_for(writing.wait(), 5)
-    worker.stop()
-    worker.stop()
-    await asyncio.wait_for(task, 5)
+    await stop_twice_while_writing(queue, writing)
     finished = [c["job"].id for name, c in recorder.calls if name == "job_finished"]
     assert sorted(finished) == sorted(j.id for j in jobs)
     assert {recorder.outcomes()[j.id] for j in jobs} == {"released"}
@@ -571,18 +579,7 @@ async def test_completions_still_being_written_at_a_forced_stop_are_released(
         await asyncio.sleep(60)
 
     queue.complete_jobs = hang  # type: ignore[method-assign]
-
-    async def k(job: Job) -> None:
-        return None
-
-    worker = make_worker(queue, {"k": k}, concurrency=3, shutdown_grace=60)
-    task = asyncio.create_task(worker.run())
-    await asyncio.wait_for(writing.wait(), 5)
-    worker.stop()
-    await asyncio.sleep(0.05)
-    assert not task.done()  # the grace covers the writing
-    worker.stop()
-    await asyncio.wait_for(task, 5)
+    await stop_twice_while_writing(queue, writing)
     for job in jobs:
         stored = await fetch(queue, job.id)
         assert stored.status is JobStatus.PENDING and stored.attempts == 0
