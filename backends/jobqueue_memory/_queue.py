@@ -9,19 +9,10 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from jobqueue import (
-    Completion,
-    CreateJobRequest,
-    InvalidTransitionError,
-    Job,
-    JobNotFoundError,
-    JobQueue,
-    JobStatus,
-    Refusal,
-)
+from jobqueue import CreateJobRequest, Job, JobQueue, JobStatus
 from jobqueue.backend import Fence
 
-from ._store import Store, copy_json
+from ._store import Store
 
 _named_stores: dict[str, Store] = {}
 _named_lock = threading.Lock()
@@ -69,21 +60,6 @@ class MemoryJobQueue(JobQueue):
         now = self.now()
         with self._store.lock:
             self._store.complete(job_id, stats, fence, now)
-
-    async def _complete_jobs(self, completions: Sequence[Completion]) -> list[Refusal | None]:
-        now = self.now()
-        refusals: list[Refusal | None] = []
-        with self._store.lock:
-            for c in completions:
-                try:
-                    self._store.complete(
-                        c.job_id, copy_json(c.stats), Fence(c.worker_id, c.attempt), now
-                    )
-                except (JobNotFoundError, InvalidTransitionError) as refusal:
-                    refusals.append(refusal)
-                else:
-                    refusals.append(None)
-        return refusals
 
     async def _fail_job(
         self, job_id: UUID, error: str, next_retry_at: datetime | None, fence: Fence

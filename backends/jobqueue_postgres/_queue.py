@@ -42,6 +42,7 @@ from jobqueue.backend import (
     STATUS_BY_VALUE,
     Fence,
     Outcome,
+    completion_refusals,
     explain_refusal,
     new_job,
     set_created_at,
@@ -304,8 +305,7 @@ class PostgresJobQueue(JobQueue):
         return _jobs(rows)
 
     async def _complete_job(self, job_id: UUID, stats: dict[str, Any], fence: Fence) -> None:
-        text = json.dumps(stats) if stats else "{}"
-        if not await self._completions.complete(job_id, text, fence):
+        if not await self._completions.complete(job_id, _stats_text(stats), fence):
             await self._refuse(Outcome.COMPLETE, job_id, fence)
 
     async def _complete_one(self, job_id: UUID, stats: str, fence: Fence) -> bool:
@@ -323,20 +323,12 @@ class PostgresJobQueue(JobQueue):
         return {row[0] - 1 for row in await self._fetchall(self._sql.complete_many, params)}
 
     async def _complete_jobs(self, completions: Sequence[Completion]) -> list[Refusal | None]:
-        fences = [Fence(c.worker_id, c.attempt) for c in completions]
         rows = [
-            (c.job_id, json.dumps(c.stats) if c.stats else "{}", fence)
-            for c, fence in zip(completions, fences, strict=True)
+            (c.job_id, _stats_text(c.stats), Fence(c.worker_id, c.attempt)) for c in completions
         ]
         matched = await self._completions.complete_all(rows)
-        refusals: list[Refusal | None] = [None] * len(rows)
-        for position, c in enumerate(completions):
-            if position not in matched:
-                job = await self._get_job(c.job_id)
-                refusals[position] = explain_refusal(
-                    Outcome.COMPLETE, job, c.job_id, fences[position]
-                )
-        return refusals
+        applied = [position in matched for position in range(len(rows))]
+        return await completion_refusals(completions, applied, self._get_job)
 
     async def _fail_job(
         self, job_id: UUID, error: str, next_retry_at: datetime | None, fence: Fence
@@ -577,6 +569,11 @@ def _new_jobs(
         new_job(job_id, request, at, _decode_payload(payload))
         for job_id, request, payload in zip(ids, requests, payloads, strict=True)
     ]
+
+
+def _stats_text(stats: Mapping[str, Any]) -> str:
+    """Stats as the JSON text a completion stores (the common empty object without encoding)."""
+    return json.dumps(stats) if stats else "{}"
 
 
 def _shared_or_each(values: list[T]) -> tuple[T | None, list[T]]:

@@ -20,7 +20,15 @@ from jobqueue import (
     JobStatus,
     Refusal,
 )
-from jobqueue.backend import NO_FENCE, Fence, Outcome, explain_refusal, new_job, redact_url
+from jobqueue.backend import (
+    NO_FENCE,
+    Fence,
+    Outcome,
+    completion_refusals,
+    explain_refusal,
+    new_job,
+    redact_url,
+)
 
 from . import _sql as sql
 from ._db import Database
@@ -158,30 +166,15 @@ class SQLiteJobQueue(JobQueue):
             raise explain_refusal(outcome, job, UUID(change.job_id), change.fence)
 
     async def _complete_job(self, job_id: UUID, stats: dict[str, Any], fence: Fence) -> None:
-        text = sql.dump_json(stats) if stats else "{}"
-        change = Change(COMPLETE, str(job_id), self._now(), fence, stats=text)
-        await self._outcome(Outcome.COMPLETE, change)
+        await self._outcome(Outcome.COMPLETE, _completion(job_id, stats, fence, self._now()))
 
     async def _complete_jobs(self, completions: Sequence[Completion]) -> list[Refusal | None]:
         now = self._now()
         changes = [
-            Change(
-                COMPLETE,
-                str(c.job_id),
-                now,
-                Fence(c.worker_id, c.attempt),
-                stats=sql.dump_json(c.stats) if c.stats else "{}",
-            )
-            for c in completions
+            _completion(c.job_id, c.stats, Fence(c.worker_id, c.attempt), now) for c in completions
         ]
         applied = await self._outcomes.apply_all(changes)
-        refusals: list[Refusal | None] = [None] * len(changes)
-        for position, change in enumerate(changes):
-            if not applied[position]:
-                job_id = completions[position].job_id
-                job = await self._get_job(job_id)
-                refusals[position] = explain_refusal(Outcome.COMPLETE, job, job_id, change.fence)
-        return refusals
+        return await completion_refusals(completions, applied, self._get_job)
 
     async def _fail_job(
         self, job_id: UUID, error: str, next_retry_at: datetime | None, fence: Fence
@@ -289,3 +282,9 @@ class SQLiteJobQueue(JobQueue):
         self._wake()
         await self._outcomes.wait_idle()
         await self._db.close()
+
+
+def _completion(job_id: UUID, stats: Mapping[str, Any], fence: Fence, now: int) -> Change:
+    """The change that completes ``job_id`` (the common empty stats without encoding)."""
+    text = sql.dump_json(stats) if stats else "{}"
+    return Change(COMPLETE, str(job_id), now, fence, stats=text)

@@ -9,7 +9,7 @@ rules and fencing (:class:`Fence`, :func:`check_outcome`,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -17,7 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 from ._errors import InvalidRequestError
-from ._models import CreateJobRequest, Job, JobStatus
+from ._models import Completion, CreateJobRequest, Job, JobStatus
+from ._queue import Refusal
 from ._transitions import NO_FENCE, Fence, JobState, Outcome, check_outcome, explain_refusal
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "JobState",
     "Outcome",
     "check_outcome",
+    "completion_refusals",
     "explain_refusal",
     "new_job",
     "redact_url",
@@ -81,6 +83,24 @@ def set_created_at(jobs: Iterable[Job], created_at: datetime) -> None:
     for job in jobs:
         _SET_CREATED_AT(job, created_at)
         _SET_UPDATED_AT(job, created_at)
+
+
+async def completion_refusals(
+    completions: Sequence[Completion],
+    applied: Sequence[bool],
+    get_job: Callable[[UUID], Awaitable[Job | None]],
+) -> list[Refusal | None]:
+    """What ``_complete_jobs`` returns once the backend knows which of ``completions`` it
+    applied (``applied``, in the same order): None for each applied one, and for each
+    other the error ``complete_job`` would have raised, explained from the job as
+    ``get_job`` reads it now."""
+    refusals: list[Refusal | None] = [None] * len(completions)
+    for position, c in enumerate(completions):
+        if not applied[position]:
+            job = await get_job(c.job_id)
+            fence = Fence(c.worker_id, c.attempt)
+            refusals[position] = explain_refusal(Outcome.COMPLETE, job, c.job_id, fence)
+    return refusals
 
 
 def reject_unknown_options(scheme: str, options: Mapping[str, Any], known: Iterable[str]) -> None:
