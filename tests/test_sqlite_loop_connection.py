@@ -194,7 +194,10 @@ async def test_the_wal_stays_bounded_under_a_stream_of_writes_on_the_loop(
 ) -> None:
     """Checkpoints of the loop connection's writes run on aiosqlite's thread, often
     enough that the WAL file stays small while thousands of jobs are claimed and
-    completed one by one (without them it would grow by about 30 kB per job)."""
+    completed one by one (without them it would grow by about 30 kB per job, 90 MB
+    here). The WAL starts over after every CHECKPOINTS_PER_RESTART-th checkpoint,
+    so it peaks at about that many checkpoints' worth of writes (15.5 MB here); the
+    bound allows one restart missed under load (34 MB seen once in a full run)."""
     path = tmp_path / "q.db"
     async with jobqueue.connect(f"sqlite:///{path}") as queue:
         assert isinstance(queue, SQLiteJobQueue)
@@ -206,7 +209,7 @@ async def test_the_wal_stays_bounded_under_a_stream_of_writes_on_the_loop(
         while job := await queue.claim_job("w"):
             await queue.complete_job(job.id, {}, worker_id="w", attempt=1)
         assert len(checkpoints) >= 6000 // (2 * _db.CHECKPOINT_WRITES)
-        assert path.with_name("q.db-wal").stat().st_size < 16_000_000
+        assert path.with_name("q.db-wal").stat().st_size < 40_000_000
         assert (await queue.counts())[JobStatus.COMPLETED] == 3000
 
 
