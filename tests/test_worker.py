@@ -374,6 +374,28 @@ async def test_claims_ask_for_the_free_slots(queue: jobqueue.JobQueue) -> None:
     assert await queue.count_by_status(JobStatus.COMPLETED) == 10
 
 
+async def test_claimed_handlers_start_before_the_next_claim(queue: jobqueue.JobQueue) -> None:
+    """A claim that leaves slots free is followed by another at once; the jobs it
+    returned start first, so the next claim's round trip never delays them."""
+    await queue.create_job(CreateJobRequest(kind="k"))
+    claims = 0
+    original = queue.claim_jobs
+
+    async def counting(worker_id: str, limit: int, **kw: Any) -> list[Job]:
+        nonlocal claims
+        claims += 1
+        return await original(worker_id, limit, **kw)
+
+    queue.claim_jobs = counting  # type: ignore[method-assign]
+    claims_when_started: list[int] = []
+
+    async def k(job: Job) -> None:
+        claims_when_started.append(claims)
+
+    await make_worker(queue, {"k": k}, concurrency=4).run(drain=True)
+    assert claims_when_started == [1]
+
+
 async def test_claiming_overlaps_recording_up_to_twice_concurrency(
     queue: jobqueue.JobQueue,
 ) -> None:

@@ -355,8 +355,10 @@ class Worker:
             for job in jobs:
                 self._start(job)
             if jobs:
-                # Fewer than asked may just mean other workers skipped past locked
-                # rows: only an empty claim says there is nothing to do.
+                # The handlers start before the next claim is sent, not after. Fewer
+                # than asked may just mean other workers skipped past locked rows:
+                # only an empty claim says there is nothing to do.
+                await asyncio.sleep(0)
                 continue
             if drain and not self._running:
                 return
