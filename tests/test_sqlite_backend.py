@@ -760,3 +760,27 @@ async def test_many_tasks_sharing_one_handle_keep_every_outcome(tmp_path: Path) 
             stored = await queue.get_job(job.id)
             assert stored is not None and stored.status == final[job.id]
             assert stored.attempts == claims[job.id] - releases[job.id]
+
+
+async def test_a_waiting_operation_gets_the_write_lock_soon_after_it_frees(
+    tmp_path: Path,
+) -> None:
+    """A writer refused the lock asks again every millisecond or two, so it does not
+    sleep on while the lock is free (processes draining one file hand it on quickly)."""
+    path = tmp_path / "q.db"
+    delays: list[float] = []
+    async with jobqueue.connect(url_for(path)) as queue:
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            for _ in range(9):
+                other.execute("BEGIN IMMEDIATE")
+                creating = asyncio.create_task(queue.create_job(CreateJobRequest(kind="k")))
+                await asyncio.sleep(0.1)
+                assert not creating.done()
+                other.execute("COMMIT")
+                freed = time.perf_counter()
+                await asyncio.wait_for(creating, 30)
+                delays.append(time.perf_counter() - freed)
+        finally:
+            other.close()
+    assert sorted(delays)[len(delays) // 2] < 0.002, delays

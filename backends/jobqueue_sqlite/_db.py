@@ -13,7 +13,7 @@ so that it never waits for a lock. It costs the statement alone, and blocks
 the loop for as long as the statement runs. When SQLite refuses it the lock
 (another connection holds it), or while a transaction of this handle is
 open, the statement runs on aiosqlite's connection instead, whose thread
-waits for the lock with bounded, jittered pauses. Statements whose work grows
+asks for the lock again every millisecond or two. Statements whose work grows
 with the table or with a caller's batch always run there, and so do the WAL
 checkpoints of the loop connection's writes, whose ``fsync`` calls could stall
 the loop for milliseconds. Statements keep running on the loop during a
@@ -52,11 +52,14 @@ Parameters = Sequence[Any] | dict[str, Any]
 Run = Callable[[str, Parameters], Awaitable[list[Row]]]
 
 SQLITE_BUSY = 5
-# SQLite's own busy handler waits this long before we back off with jitter:
-# long enough to ride out an ordinary commit, short enough that waiting
-# processes do not wake up in lockstep.
-BUSY_SLICE_MS = 50
-MAX_BACKOFF = 0.05
+# A statement refused the write lock sleeps once in SQLite's busy handler,
+# then pauses a random fraction of RETRY_PAUSE and asks again: every 1-2 ms.
+# The lock is held for a fraction of a millisecond per statement, so a
+# process draining beside others gets it soon after it frees; with SQLite's
+# own escalating sleeps (1, 2, 5, 10 ms...) in a 50 ms slice, 4 processes
+# drained 26,000-28,000 jobs/s against 30,600-33,300 this way.
+BUSY_SLICE_MS = 1
+RETRY_PAUSE = 0.001
 
 YIELD_INTERVAL = 0.001
 """Seconds this handle may keep the event loop with statements on it before it yields once,
@@ -235,7 +238,6 @@ class Database:
 
     async def _patiently(self, run: Run, sql: str, parameters: Parameters) -> list[Row]:
         deadline: float | None = None
-        refusals = 0
         while True:
             try:
                 return await run(sql, parameters)
@@ -247,8 +249,7 @@ class Database:
                     deadline = now + self._timeout - BUSY_SLICE_MS / 1000
                 if now >= deadline:
                     raise self.busy_for_too_long() from exc
-                refusals += 1
-                pause = random.uniform(0, min(MAX_BACKOFF, 0.001 * 2**refusals))
+                pause = random.uniform(0, RETRY_PAUSE)
                 await asyncio.sleep(min(pause, max(0.0, deadline - now)))
 
     async def _outside_transactions(self, sql: str, parameters: Parameters) -> list[Row]:
