@@ -57,7 +57,7 @@ SQLITE_BUSY = 5
 # The lock is held for a fraction of a millisecond per statement, so a
 # process draining beside others gets it soon after it frees; with SQLite's
 # own escalating sleeps (1, 2, 5, 10 ms...) in a 50 ms slice, 4 processes
-# drained 26,000-28,000 jobs/s against 30,600-33,300 this way.
+# drained 26,200-28,000 jobs/s against 30,600-33,300 this way.
 BUSY_SLICE_MS = 1
 RETRY_PAUSE = 0.001
 
