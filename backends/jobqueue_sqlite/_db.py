@@ -13,7 +13,8 @@ so that it never waits for a lock. It costs the statement alone, and blocks
 the loop for as long as the statement runs. When SQLite refuses it the lock
 (another connection holds it), or while a transaction of this handle is
 open, the statement runs on aiosqlite's connection instead, whose thread
-asks for the lock again every millisecond or two. Statements whose work grows
+asks for the lock again after a pause that grows with the wait (a
+millisecond or two at first). Statements whose work grows
 with the table or with a caller's batch always run there, and so do the WAL
 checkpoints of the loop connection's writes, whose ``fsync`` calls could stall
 the loop for milliseconds. Statements keep running on the loop during a
@@ -52,14 +53,17 @@ Parameters = Sequence[Any] | dict[str, Any]
 Run = Callable[[str, Parameters], Awaitable[list[Row]]]
 
 SQLITE_BUSY = 5
-# A statement refused the write lock sleeps once in SQLite's busy handler,
-# then pauses a random fraction of RETRY_PAUSE and asks again: every 1-2 ms.
-# The lock is held for a fraction of a millisecond per statement, so a
-# process draining beside others gets it soon after it frees; with SQLite's
-# own escalating sleeps (1, 2, 5, 10 ms...) in a 50 ms slice, 4 processes
-# drained 26,200-28,000 jobs/s against 30,600-33,300 this way.
+# A statement refused the write lock sleeps once (1 ms) in SQLite's busy
+# handler, then pauses at random for up to an eighth of the time it has
+# waited so far (at least RETRY_PAUSE, at most MAX_PAUSE) and asks again.
+# Other processes' statements hold the lock for a fraction of a millisecond,
+# so a process draining beside them gets it soon after it frees (4 processes
+# drained 29,300 jobs/s against 26,300 with SQLite's escalating sleeps in
+# 50 ms slices, medians of six), while a lock held for seconds costs a
+# waiting handle a few dozen attempts a second.
 BUSY_SLICE_MS = 1
 RETRY_PAUSE = 0.001
+MAX_PAUSE = 0.05
 
 YIELD_INTERVAL = 0.001
 """Seconds this handle may keep the event loop with statements on it before it yields once,
@@ -105,6 +109,7 @@ class Database:
         self._url = redact_url(url)
         self._timeout = timeout
         self._held = asyncio.Lock()
+        self._asking = asyncio.Lock()
         self._loop_writes = 0
         self._changes = 0
         self._checkpoint: asyncio.Task[None] | None = None
@@ -196,7 +201,7 @@ class Database:
         other tasks wait until then.
         """
         async with self._held:
-            await self._patiently(self._run, "BEGIN IMMEDIATE", ())
+            await self._patiently(self._run, "BEGIN IMMEDIATE", (), take_turns=False)
             try:
                 yield self._run_in_transaction
             except BaseException:
@@ -236,21 +241,59 @@ class Database:
         finally:
             self._checkpoint = self._awaited_checkpoint = None
 
-    async def _patiently(self, run: Run, sql: str, parameters: Parameters) -> list[Row]:
-        deadline: float | None = None
+    async def _patiently(
+        self, run: Run, sql: str, parameters: Parameters, *, take_turns: bool = True
+    ) -> list[Row]:
+        """``run`` the statement, asking again while SQLite refuses it the write lock.
+
+        With ``take_turns`` one task of this handle at a time asks again and the
+        others queue behind it, so waiting costs the same however many calls wait.
+        A transaction's ``BEGIN`` does not take turns: it holds the handle, which
+        the task whose turn it is may be waiting for.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self._timeout - BUSY_SLICE_MS / 1000
+        try:
+            return await run(sql, parameters)
+        except sqlite3.Error as exc:
+            if not is_busy(exc):
+                raise self.unavailable(exc) from exc
+            refused = exc
+        if not take_turns:
+            return await self._ask_again(run, sql, parameters, started, deadline, refused)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._asking.acquire()
+        except TimeoutError:
+            raise self.busy_for_too_long() from refused
+        try:
+            return await self._ask_again(run, sql, parameters, started, deadline, refused)
+        finally:
+            self._asking.release()
+
+    async def _ask_again(
+        self,
+        run: Run,
+        sql: str,
+        parameters: Parameters,
+        started: float,
+        deadline: float,
+        refused: sqlite3.Error,
+    ) -> list[Row]:
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 return await run(sql, parameters)
             except sqlite3.Error as exc:
                 if not is_busy(exc):
                     raise self.unavailable(exc) from exc
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + self._timeout - BUSY_SLICE_MS / 1000
-                if now >= deadline:
-                    raise self.busy_for_too_long() from exc
-                pause = random.uniform(0, RETRY_PAUSE)
-                await asyncio.sleep(min(pause, max(0.0, deadline - now)))
+                refused = exc
+            now = loop.time()
+            if now >= deadline:
+                raise self.busy_for_too_long() from refused
+            longest = min(MAX_PAUSE, max(RETRY_PAUSE, (now - started) / 8))
+            await asyncio.sleep(min(random.uniform(0, longest), deadline - now))
 
     async def _outside_transactions(self, sql: str, parameters: Parameters) -> list[Row]:
         # When no transaction holds the connection the statement is queued
