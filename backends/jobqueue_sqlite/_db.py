@@ -254,46 +254,31 @@ class Database:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self._timeout - BUSY_SLICE_MS / 1000
+        my_turn = False
         try:
-            return await run(sql, parameters)
-        except sqlite3.Error as exc:
-            if not is_busy(exc):
-                raise self.unavailable(exc) from exc
-            refused = exc
-        if not take_turns:
-            return await self._ask_again(run, sql, parameters, started, deadline, refused)
-        try:
-            async with asyncio.timeout_at(deadline):
-                await self._asking.acquire()
-        except TimeoutError:
-            raise self.busy_for_too_long() from refused
-        try:
-            return await self._ask_again(run, sql, parameters, started, deadline, refused)
+            while True:
+                try:
+                    return await run(sql, parameters)
+                except sqlite3.Error as exc:
+                    if not is_busy(exc):
+                        raise self.unavailable(exc) from exc
+                    refused = exc
+                if take_turns and not my_turn:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            await self._asking.acquire()
+                    except TimeoutError:
+                        raise self.busy_for_too_long() from refused
+                    my_turn = True
+                    continue
+                now = loop.time()
+                if now >= deadline:
+                    raise self.busy_for_too_long() from refused
+                longest = min(MAX_PAUSE, max(RETRY_PAUSE, (now - started) / 8))
+                await asyncio.sleep(min(random.uniform(0, longest), deadline - now))
         finally:
-            self._asking.release()
-
-    async def _ask_again(
-        self,
-        run: Run,
-        sql: str,
-        parameters: Parameters,
-        started: float,
-        deadline: float,
-        refused: sqlite3.Error,
-    ) -> list[Row]:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                return await run(sql, parameters)
-            except sqlite3.Error as exc:
-                if not is_busy(exc):
-                    raise self.unavailable(exc) from exc
-                refused = exc
-            now = loop.time()
-            if now >= deadline:
-                raise self.busy_for_too_long() from refused
-            longest = min(MAX_PAUSE, max(RETRY_PAUSE, (now - started) / 8))
-            await asyncio.sleep(min(random.uniform(0, longest), deadline - now))
+            if my_turn:
+                self._asking.release()
 
     async def _outside_transactions(self, sql: str, parameters: Parameters) -> list[Row]:
         # When no transaction holds the connection the statement is queued
