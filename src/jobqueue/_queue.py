@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from uuid import UUID
 
 from . import _validation as check
@@ -27,6 +27,8 @@ from ._errors import (
 )
 from ._models import TERMINAL_STATUSES, Completion, CreateJobRequest, Job, JobStatus
 from ._transitions import NO_FENCE, Fence
+
+T = TypeVar("T")
 
 __all__ = ["DEFAULT_LEASE", "Clock", "JobQueue", "Refusal"]
 
@@ -104,7 +106,7 @@ class JobQueue(ABC):
     async def create_job(self, request: CreateJobRequest) -> Job:
         """Enqueue one job: ``pending``, ``attempts == 0``, a fresh id, timestamps set."""
         self._ensure_open()
-        (job,) = await self._create_jobs([_request(request)])
+        (job,) = await self._create_jobs([_one(request, CreateJobRequest)])
         return job
 
     async def create_jobs(self, requests: Iterable[CreateJobRequest]) -> list[Job]:
@@ -113,9 +115,7 @@ class JobQueue(ABC):
         Their creation order is the order of ``requests``.
         """
         self._ensure_open()
-        if isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Iterable):
-            raise InvalidRequestError("requests must be a sequence of CreateJobRequest")
-        checked = [_request(r) for r in requests]
+        checked = _sequence_of(requests, "requests", CreateJobRequest)
         if not checked:
             return []
         return await self._create_jobs(checked)
@@ -172,9 +172,7 @@ class JobQueue(ABC):
         one is then refused.
         """
         self._ensure_open()
-        if isinstance(completions, (str, bytes, Mapping)) or not isinstance(completions, Iterable):
-            raise InvalidRequestError("completions must be a sequence of Completion")
-        checked = [_completion(c) for c in completions]
+        checked = _sequence_of(completions, "completions", Completion)
         if not checked:
             return []
         named: set[UUID] = set()
@@ -400,16 +398,17 @@ class JobQueue(ABC):
     async def _close(self) -> None: ...
 
 
-def _completion(value: object) -> Completion:
-    if not isinstance(value, Completion):
-        raise InvalidRequestError(f"expected a Completion, got {type(value).__name__}")
+def _one(value: object, kind: type[T]) -> T:
+    if not isinstance(value, kind):
+        raise InvalidRequestError(f"expected a {kind.__name__}, got {type(value).__name__}")
     return value
 
 
-def _request(value: object) -> CreateJobRequest:
-    if not isinstance(value, CreateJobRequest):
-        raise InvalidRequestError(f"expected a CreateJobRequest, got {type(value).__name__}")
-    return value
+def _sequence_of(values: object, argument: str, kind: type[T]) -> list[T]:
+    """``values`` as a list, each element a ``kind``; else ``InvalidRequestError``."""
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise InvalidRequestError(f"{argument} must be a sequence of {kind.__name__}")
+    return [_one(value, kind) for value in values]
 
 
 def _terminal_statuses(value: object) -> frozenset[JobStatus]:
