@@ -103,17 +103,15 @@ def _one_params(run: Run) -> dict[str, Any]:
 
 
 def _many_params(run: Run, count: int) -> dict[str, Any]:
-    return {
-        "now": None,
-        "channel": run.channel,
-        "ids": [uuid.uuid4() for _ in range(count)],
-        "kinds": ["noop"] * count,
-        "payloads": [json.dumps({})] * count,
-        "queues": ["default"] * count,
-        "priorities": [0] * count,
-        "max_attempts": [5] * count,
-        "run_ats": [None] * count,
-    }
+    """``create_many``'s parameters for ``count`` alike jobs: each column shared."""
+    shared = {"kind": "noop", "payload": "{}", "queue": "default", "priority": 0}
+    shared |= {"max_attempts": 5, "run_at": None}
+    params: dict[str, Any] = {"now": None, "channel": run.channel}
+    params["ids"] = [uuid.uuid4() for _ in range(count)]
+    for column, value in shared.items():
+        params[column] = value
+        params[f"{column}_each"] = []
+    return params
 
 
 async def bare_enqueue_single(run: Run, jobs: int) -> float:
