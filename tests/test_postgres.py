@@ -294,6 +294,24 @@ async def test_job_ids_are_version_7_uuids_in_time_order(
     assert abs(millis / 1000 - first[0].created_at.timestamp()) < 60
 
 
+async def test_a_batch_stores_the_ids_it_returns_in_order(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """The ids of a batch, sent as one binary array, are stored as create_jobs returns them:
+    job by job in creation order, each random part its own."""
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as queue:
+        jobs = await queue.create_jobs([CreateJobRequest(kind="k")] * 1000)
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+        cur = await conn.execute(
+            psycopg.sql.SQL("SELECT id FROM {} ORDER BY seq").format(
+                psycopg.sql.Identifier(postgres_schema, "jobs")
+            )
+        )
+        stored = [row[0] for row in await cur.fetchall()]
+    assert stored == [job.id for job in jobs]
+    assert len({job.id.int & ((1 << 62) - 1) for job in jobs}) == 1000
+
+
 @pytest.mark.parametrize("varied", [None, *VARIED])
 async def test_a_batch_stores_each_jobs_own_values(
     postgres_url: str, postgres_schema: str, varied: str | None
