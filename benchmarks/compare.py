@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -52,10 +52,14 @@ from ._common import (
 OURS = _report.OURS
 LATENCY_INTERVAL = 0.02
 CLAIM_PROBES = 200
+SHORT_FACTOR = 3
+"""Repeats of the one-commit-per-call workloads, which last under a second, per repeat of
+the others: a commit's latency here varies from one second to the next."""
 STATS_DELAY = 1.1
 """Seconds to wait for sessions to report their statistics (PostgreSQL flushes them
 at most once a second)."""
 
+T = TypeVar("T")
 Measure = Callable[[], Awaitable[float]]
 Latencies = Callable[[], Awaitable[Sequence[tuple[float, ...]]]]
 ENQUEUE_TO_START = ("enqueue-to-start", "commit-to-start")
@@ -87,12 +91,20 @@ class Runner:
         self._notes.clear()
 
     async def rate(
-        self, workload: str, config: str, systems: dict[str, Measure], unit: str = "jobs/s"
+        self,
+        workload: str,
+        config: str,
+        systems: dict[str, Measure],
+        unit: str = "jobs/s",
+        *,
+        short: bool = False,
     ) -> None:
-        """Each measure returns one value; record each system's median over the repeats."""
+        """Each measure returns one value; record each system's median over the repeats
+        (``short``: SHORT_FACTOR times as many, for workloads timed in under a second)."""
         values: dict[str, list[float]] = {name: [] for name in systems}
-        for _ in range(self.settings.repeats):
-            for name, measure in systems.items():
+        repeats = self.settings.repeats * (SHORT_FACTOR if short else 1)
+        for repeat in range(repeats):
+            for name, measure in _rotated(systems, repeat):
                 values[name].append(await measure())
         for name, found in values.items():
             self.samples.add(Sample(self.backend, workload, config, name, median(found), unit))
@@ -106,8 +118,8 @@ class Runner:
         """Each measure returns one tuple of latencies per job, one per workload; record,
         per workload, the medians over repeats of p50 and p95, in milliseconds."""
         found: dict[tuple[str, int, str], list[float]] = {}
-        for _ in range(self.settings.repeats):
-            for name, measure in systems.items():
+        for repeat in range(self.settings.repeats):
+            for name, measure in _rotated(systems, repeat):
                 samples = await measure()
                 for index in range(len(workloads)):
                     values = [s[index] for s in samples]
@@ -121,6 +133,14 @@ class Runner:
                     title = f"{workload} {label}"
                     self.samples.add(Sample(self.backend, title, config, name, value, "ms", False))
                     _progress(f"{self.backend:8} {title:28} {config:26} {name:20} {value:>12,.2f}")
+
+
+def _rotated(systems: dict[str, T], repeat: int) -> list[tuple[str, T]]:
+    """The systems in the order of this repeat: each repeat starts one system later, so
+    none always runs first (right after another system's clean-up) or last."""
+    items = list(systems.items())
+    start = repeat % len(items)
+    return items[start:] + items[:start]
 
 
 def _progress(line: str) -> None:
@@ -215,7 +235,7 @@ async def run_postgres(settings: Settings, samples: Samples) -> None:
         }
         for name, peer in peers.items():
             systems[name] = peer_measure(peer, partial(peer.enqueue_single, dsn, settings_single))
-        await runner.rate("enqueue, one per call", single_config, systems)
+        await runner.rate("enqueue, one per call", single_config, systems, short=True)
 
         systems = {
             OURS: ours_enqueue_batch,
@@ -239,6 +259,7 @@ async def run_postgres(settings: Settings, samples: Samples) -> None:
                 OURS: ours_api_loop,
                 "bare psycopg": bare_measure(lambda: bare.drain(dsn, loop_jobs, 8, 1), loop_jobs),
             },
+            short=True,
         )
 
         slow_jobs = max(200, settings.jobs // 20)
@@ -508,6 +529,7 @@ async def run_sqlite(settings: Settings, samples: Samples) -> None:
             _report.BARE_SQLITE_SAME_SQL: same_sql_loop,
             "bare sqlite3": bare_measure(lambda p: bare.drain(p, loop_jobs, 1, 1), loop_jobs),
         },
+        short=True,
     )
 
     for processes in (1, 4):
