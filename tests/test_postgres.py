@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 import jobqueue
+import jobqueue_postgres._queue
 import jobqueue_postgres._schema
 import jobqueue_postgres._sql
 from jobqueue import (
@@ -726,6 +727,37 @@ async def test_jobs_becoming_claimable_again_wake_waiters(
             await other.retry_job(job.id)
         await asyncio.wait_for(task, 20)
         assert time.monotonic() - started < 5
+
+
+async def test_overlapping_creates_share_notifications_sent_by_closing_time(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """Of 20 create_job calls running at once on one handle, only the first notifies in its
+    own insert; the others' notification is sent after they committed, coalesced, and at
+    the latest when the handle closes."""
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as producer:
+        channel = jobqueue_postgres._queue.channel_for(postgres_schema)
+        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+            await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
+            await asyncio.gather(
+                *(producer.create_job(CreateJobRequest(kind="k")) for _ in range(20))
+            )
+            await producer.close()
+            received = [n async for n in conn.notifies(timeout=1.0)]
+    assert 2 <= len(received) < 20
+    assert await _count_rows(postgres_url, postgres_schema) == 20
+
+
+async def _count_rows(url: str, schema: str) -> int:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cur = await conn.execute(
+            psycopg.sql.SQL("SELECT count(*) FROM {}").format(
+                psycopg.sql.Identifier(schema, "jobs")
+            )
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 async def test_other_schemas_do_not_wake_waiters(postgres_url: str, postgres_schema: str) -> None:

@@ -38,8 +38,9 @@ decoding. The statement always inserts at least two rows or fails whole, so it
 notifies unconditionally.
 
 Wake-ups: a statement that makes jobs claimable sends one ``pg_notify`` on the
-queue's channel (``WAKE``), only when it changed a row, so a transaction sends
-at most one notification however many jobs it touches.
+queue's channel, only when it changed a row, so a transaction sends at most one
+notification however many jobs it touches. The two inserts also come ``_quiet``,
+without it, for a handle that notifies separately (see ``_wakeups``).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ _TEXT = {
                     {_ready("%(run_at)s::timestamptz", "NULL")})
             RETURNING created_at
         )
-        SELECT created_at, {_wake()} FROM changed""",
+        SELECT created_at, {{wake}} FROM changed""",
     "create_many": f"""
         WITH changed AS (
             INSERT INTO {{jobs}} (id, kind, payload, queue, priority, status, attempts,
@@ -118,7 +119,10 @@ _TEXT = {
             ) AS r
             ORDER BY r.ord
         )
-        SELECT {NOW}, pg_notify(%(channel)s, '')""",
+        SELECT {NOW}, {{wake}}""",
+    # A notification alone: a crash can lose nothing of value, so it need not wait for
+    # its commit to reach the disk (the lock every notifying commit takes is held till then).
+    "wake": "SELECT set_config('synchronous_commit', 'off', true), pg_notify(%(channel)s, '')",
     "claim": f"""
         WITH ready_rows AS MATERIALIZED (
             SELECT id, queue, priority, (next_retry_at IS NOT NULL) AS is_retry, created_at, seq
@@ -271,7 +275,9 @@ class Statements:
     """The statements of one schema, rendered once per queue handle."""
 
     create_one: bytes
+    create_one_quiet: bytes
     create_many: bytes
+    create_many_quiet: bytes
     claim: bytes
     claim_queues: bytes
     claim_one: bytes
@@ -292,9 +298,12 @@ class Statements:
     rescue: bytes
     retry: bytes
     purge: bytes
+    wake: bytes
 
 
 _QUEUE_FILTER = "AND queue = ANY(%(queues)s::text[])"
+# What each insert selects to notify (create_many always inserts rows, see above).
+_CREATE_WAKE = {"create_one": _wake(), "create_many": "pg_notify(%(channel)s, '')"}
 
 
 def statements(schema: str, *, clock: bool) -> Statements:
@@ -314,6 +323,10 @@ def statements(schema: str, *, clock: bool) -> Statements:
                 query = sql.SQL(text).format(
                     jobs=jobs, now=now, limit=sql.SQL(limit), queue_filter=sql.SQL(queue_filter)
                 )
+                composed[variant] = query.as_bytes(None)
+        elif name in _CREATE_WAKE:
+            for variant, wake in ((name, _CREATE_WAKE[name]), (f"{name}_quiet", "NULL")):
+                query = sql.SQL(text).format(jobs=jobs, now=now, wake=sql.SQL(wake))
                 composed[variant] = query.as_bytes(None)
         else:
             composed[name] = sql.SQL(text).format(jobs=jobs, now=now).as_bytes(None)
