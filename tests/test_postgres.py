@@ -729,31 +729,37 @@ async def test_jobs_becoming_claimable_again_wake_waiters(
         assert time.monotonic() - started < 5
 
 
-async def test_overlapping_creates_share_notifications_sent_by_closing_time(
-    postgres_url: str, postgres_schema: str
+@pytest.mark.parametrize("statement", ["create_job", "fail_job with a retry"])
+async def test_overlapping_statements_share_notifications_sent_by_closing_time(
+    postgres_url: str, postgres_schema: str, statement: str
 ) -> None:
-    """Of 20 create_job calls running at once on one handle, only the first notifies in its
-    own insert; the others' notification is sent after they committed, coalesced, and at
-    the latest when the handle closes."""
-    async with jobqueue.connect(postgres_url, schema=postgres_schema) as producer:
+    """Of 20 calls running at once on one handle that each make a job claimable, only the
+    first notifies in its own statement; the others' notification is sent after they
+    committed, coalesced, and at the latest when the handle closes."""
+    async with jobqueue.connect(postgres_url, schema=postgres_schema) as queue:
+        if statement == "create_job":
+            calls = [queue.create_job(CreateJobRequest(kind="k")) for _ in range(20)]
+        else:
+            await queue.create_jobs([CreateJobRequest(kind="k")] * 20)
+            claimed = await queue.claim_jobs("w", 20)
+            calls = [queue.fail_job(j.id, "boom", next_retry_at=queue.now()) for j in claimed]
         channel = jobqueue_postgres._queue.channel_for(postgres_schema)
         async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
             await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
-            await asyncio.gather(
-                *(producer.create_job(CreateJobRequest(kind="k")) for _ in range(20))
-            )
-            await producer.close()
+            await asyncio.gather(*calls)
+            await queue.close()
             received = [n async for n in conn.notifies(timeout=1.0)]
     assert 2 <= len(received) < 20
-    assert await _count_rows(postgres_url, postgres_schema) == 20
+    assert await _count_rows(postgres_url, postgres_schema, "pending") == 20
 
 
-async def _count_rows(url: str, schema: str) -> int:
+async def _count_rows(url: str, schema: str, status: str) -> int:
     async with await psycopg.AsyncConnection.connect(url) as conn:
         cur = await conn.execute(
-            psycopg.sql.SQL("SELECT count(*) FROM {}").format(
+            psycopg.sql.SQL("SELECT count(*) FROM {} WHERE status = %s").format(
                 psycopg.sql.Identifier(schema, "jobs")
-            )
+            ),
+            (status,),
         )
         row = await cur.fetchone()
     assert row is not None

@@ -16,6 +16,7 @@ import select
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Self, TypeVar
 from uuid import UUID
 
@@ -102,7 +103,7 @@ class PostgresJobQueue(JobQueue):
         # pool's worth of writes at once drained 5,700 jobs/s against 12,300 with one
         # (Worker drain, 4 workers x 100 slots, 10,000 jobs).
         self._completions = Coalescer(self._complete_one, self._complete_many, limit=1)
-        self._creating = 0
+        self._notifying_now = 0
         self._notifier = Notifier(self._wake, name=repr(self))
 
     @classmethod
@@ -238,21 +239,25 @@ class PostgresJobQueue(JobQueue):
 
     # ------------------------------------------------------------ primitives
 
-    async def _create_jobs(self, requests: Sequence[CreateJobRequest]) -> list[Job]:
-        payloads = _encode_payloads(requests)
-        # Alone, the insert notifies; overlapping another, it leaves that to the notifier.
-        quiet = self._creating > 0
-        self._creating += 1
+    async def _notifying(self, statement: Callable[[bool], Awaitable[T]]) -> T:
+        """Run ``statement(quiet)``, a statement that may make jobs claimable: alone on
+        this handle it notifies itself (``quiet`` False); overlapping another such
+        statement it does not, and the notifier sends one for it afterwards."""
+        quiet = self._notifying_now > 0
+        self._notifying_now += 1
         try:
-            if len(requests) == 1:
-                jobs = await self._insert_one(requests[0], payloads[0], quiet)
-            else:
-                jobs = await self._insert_many(requests, payloads, quiet)
+            result = await statement(quiet)
         finally:
-            self._creating -= 1
+            self._notifying_now -= 1
         if quiet:
             self._notifier.wake()
-        return jobs
+        return result
+
+    async def _create_jobs(self, requests: Sequence[CreateJobRequest]) -> list[Job]:
+        payloads = _encode_payloads(requests)
+        if len(requests) == 1:
+            return await self._notifying(partial(self._insert_one, requests[0], payloads[0]))
+        return await self._notifying(partial(self._insert_many, requests, payloads))
 
     async def _insert_one(self, request: CreateJobRequest, payload: str, quiet: bool) -> list[Job]:
         job_id = new_id()
@@ -359,9 +364,14 @@ class PostgresJobQueue(JobQueue):
         else:
             params["retry_at"] = next_retry_at
             params["channel"] = self._channel
-            changed = (await self._fetchone(self._sql.fail_retry, params))[0]
+            changed = await self._notifying(partial(self._retry_later, params))
         if not changed:
             await self._refuse(Outcome.FAIL, job_id, fence)
+
+    async def _retry_later(self, params: dict[str, Any], quiet: bool) -> int:
+        query = self._sql.fail_retry_quiet if quiet else self._sql.fail_retry
+        changed: int = (await self._fetchone(query, params))[0]
+        return changed
 
     async def _cancel_job(self, job_id: UUID, stats: dict[str, Any] | None, fence: Fence) -> None:
         params = _fence_params(Outcome.CANCEL, job_id, fence, self._now_param())

@@ -39,8 +39,9 @@ notifies unconditionally.
 
 Wake-ups: a statement that makes jobs claimable sends one ``pg_notify`` on the
 queue's channel, only when it changed a row, so a transaction sends at most one
-notification however many jobs it touches. The two inserts also come ``_quiet``,
-without it, for a handle that notifies separately (see ``_wakeups``).
+notification however many jobs it touches. The inserts and the retrying failure
+also come ``_quiet``, without it, for a handle that notifies separately (see
+``_wakeups``).
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ _TEXT = {
             WHERE id = %(id)s::uuid AND {_FENCE}
             RETURNING 1
         )
-        SELECT count(*), {_wake()} FROM changed""",
+        SELECT count(*), {{wake}} FROM changed""",
     "cancel": f"""
         UPDATE {{jobs}}
         SET status = 'cancelled', stats = coalesce(%(stats)s::jsonb, stats),
@@ -286,6 +287,7 @@ class Statements:
     complete_many: bytes
     fail_final: bytes
     fail_retry: bytes
+    fail_retry_quiet: bytes
     cancel: bytes
     get: bytes
     list_all: bytes
@@ -302,8 +304,13 @@ class Statements:
 
 
 _QUEUE_FILTER = "AND queue = ANY(%(queues)s::text[])"
-# What each insert selects to notify (create_many always inserts rows, see above).
-_CREATE_WAKE = {"create_one": _wake(), "create_many": "pg_notify(%(channel)s, '')"}
+# What the statements with a ``_quiet`` variant select to notify (create_many always
+# inserts rows, see above).
+_WAKES = {
+    "create_one": _wake(),
+    "create_many": "pg_notify(%(channel)s, '')",
+    "fail_retry": _wake(),
+}
 
 
 def statements(schema: str, *, clock: bool) -> Statements:
@@ -324,8 +331,8 @@ def statements(schema: str, *, clock: bool) -> Statements:
                     jobs=jobs, now=now, limit=sql.SQL(limit), queue_filter=sql.SQL(queue_filter)
                 )
                 composed[variant] = query.as_bytes(None)
-        elif name in _CREATE_WAKE:
-            for variant, wake in ((name, _CREATE_WAKE[name]), (f"{name}_quiet", "NULL")):
+        elif name in _WAKES:
+            for variant, wake in ((name, _WAKES[name]), (f"{name}_quiet", "NULL")):
                 query = sql.SQL(text).format(jobs=jobs, now=now, wake=sql.SQL(wake))
                 composed[variant] = query.as_bytes(None)
         else:

@@ -1,15 +1,16 @@
-"""Notifications sent after the fact, for jobs created while other creates were running.
+"""Notifications sent after the fact, for statements that overlapped others on one handle.
 
 PostgreSQL commits the transactions that notify one at a time: each holds one
 lock of the whole server from just before its commit until that commit is on
-disk. Inserts that notify therefore cannot share a disk flush, and concurrent
-creates on one handle would wait for each other's flushes (8 concurrent
-``create_job`` loops: 4,800 jobs/s notifying in the insert against 10,100 not
-notifying at all). So a create that starts while another one of the same
-handle is running inserts without notifying, and the handle notifies once it
-has committed, in a transaction of its own that does not wait for the disk.
-A create that runs alone notifies in its own insert, which costs it nothing
-more.
+disk. Statements that notify therefore cannot share a disk flush, and
+concurrent calls on one handle would wait for each other's flushes (8
+concurrent ``create_job`` loops: 4,800 jobs/s notifying in the insert against
+10,100 not notifying at all). So a statement that makes jobs claimable
+(creating them, or failing them with a retry) and starts while another such
+statement of the same handle is running does not notify, and the handle
+notifies once it has committed, in a transaction of its own that does not wait
+for the disk. A statement that runs alone notifies itself, which costs it
+nothing more.
 
 Requests coalesce: while one notification is being sent, any number of
 requests make one more, sent after it. A notification is a hint (waiters also
