@@ -50,6 +50,7 @@ from jobqueue.backend import (
 
 from . import _schema
 from ._coalesce import Coalescer, CompletionRow
+from ._gate import ClaimGate
 from ._ids import IdArray, IdArrayDumper, new_id, new_id_array
 from ._notify import Listener
 from ._options import Settings
@@ -62,6 +63,8 @@ T = TypeVar("T")
 Row = tuple[Any, ...]
 
 _CHANNEL_BYTES = 63
+CLAIM_BUDGET = 200
+"""Rows the claims running at once on one handle may ask for together (see ``_gate``)."""
 # Errors that mean the database (or our schema in it) cannot serve the call.
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,
@@ -104,6 +107,7 @@ class PostgresJobQueue(JobQueue):
         # (Worker drain, 4 workers x 100 slots, 10,000 jobs).
         self._completions = Coalescer(self._complete_one, self._complete_many, limit=1)
         self._notifying_now = 0
+        self._claims = ClaimGate(CLAIM_BUDGET)
         self._notifier = Notifier(self._wake, name=repr(self))
 
     @classmethod
@@ -319,11 +323,12 @@ class PostgresJobQueue(JobQueue):
             "lease": self.lease,
         }
         one = limit == 1
-        if queues is None:
-            rows = await self._fetchall(self._sql.claim_one if one else self._sql.claim, params)
-        else:
-            query = self._sql.claim_one_queues if one else self._sql.claim_queues
-            rows = await self._fetchall(query, {**params, "queues": list(queues)})
+        async with self._claims.admit(limit):
+            if queues is None:
+                rows = await self._fetchall(self._sql.claim_one if one else self._sql.claim, params)
+            else:
+                query = self._sql.claim_one_queues if one else self._sql.claim_queues
+                rows = await self._fetchall(query, {**params, "queues": list(queues)})
         if len(rows) > 1:
             rows.sort(key=_claim_order)
         return _jobs(rows)
