@@ -104,8 +104,14 @@ def _one_params(run: Run) -> dict[str, Any]:
 
 def _many_params(run: Run, count: int) -> dict[str, Any]:
     """``create_many``'s parameters for ``count`` alike jobs: each column shared."""
-    shared = {"kind": "noop", "payload": "{}", "queue": "default", "priority": 0}
-    shared |= {"max_attempts": 5, "run_at": None}
+    shared = {
+        "kind": "noop",
+        "payload": "{}",
+        "queue": "default",
+        "priority": 0,
+        "max_attempts": 5,
+        "run_at": None,
+    }
     params: dict[str, Any] = {"now": None, "channel": run.channel}
     params["ids"] = [uuid.uuid4() for _ in range(count)]
     for column, value in shared.items():
