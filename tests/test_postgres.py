@@ -607,6 +607,35 @@ async def proxy_for(url: str) -> AsyncIterator[Proxy]:
         await proxy.stop()
 
 
+async def test_claims_waiting_their_turn_still_fail_within_the_timeout(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """Claims of one handle queued behind others that hang (here on a table lock) fail with
+    BackendUnavailableError within the timeout option counted from their own call, not
+    after the claims ahead of them have timed out too."""
+    async with jobqueue.connect(postgres_url, schema=postgres_schema, timeout=1) as queue:
+        await queue.create_jobs([CreateJobRequest(kind="k")] * 10)
+        async with await psycopg.AsyncConnection.connect(postgres_url) as locker:
+            await locker.execute(
+                psycopg.sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                    psycopg.sql.Identifier(postgres_schema, "jobs")
+                )
+            )
+
+            async def claim() -> float:
+                started = time.monotonic()
+                with pytest.raises(BackendUnavailableError, match="did not answer within 1 s"):
+                    await queue.claim_jobs("w", 100)
+                return time.monotonic() - started
+
+            took = await asyncio.gather(*(claim() for _ in range(6)))
+            await locker.rollback()
+        assert max(took) < 1.7, took
+        # Claims cut off by the timeout may still have run once the lock was gone.
+        counts = await queue.counts()
+        assert counts[JobStatus.PENDING] + counts[JobStatus.RUNNING] == 10
+
+
 async def test_outage_fails_fast_and_work_resumes_after(
     postgres_url: str, postgres_schema: str
 ) -> None:

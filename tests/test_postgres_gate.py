@@ -23,7 +23,7 @@ class Claims:
         return asyncio.create_task(self._claim(name, rows))
 
     async def _claim(self, name: str, rows: int) -> None:
-        async with self.gate.admit(rows):
+        async with self.gate.admit(rows, asyncio.get_running_loop().time() + 60):
             self.started.append(name)
             self.running.append(name)
             try:
@@ -103,3 +103,20 @@ async def test_a_cancelled_claim_gives_its_place_and_rows_back(when: str) -> Non
     assert claims.running == ["d"]
     claims.release["d"].set()
     await again
+
+
+async def test_a_claim_still_waiting_at_its_deadline_times_out_and_gives_its_place_back() -> None:
+    gate = ClaimGate(200)
+    claims = Claims(gate)
+    first = claims.start("a", 200)
+    await settle()
+    with pytest.raises(TimeoutError):
+        async with gate.admit(100, asyncio.get_running_loop().time() + 0.05):
+            pytest.fail("admitted while the budget was taken")
+    behind = claims.start("b", 100)
+    await settle()
+    claims.release["a"].set()
+    await settle()
+    assert claims.running == ["b"]
+    claims.release["b"].set()
+    await asyncio.gather(first, behind)

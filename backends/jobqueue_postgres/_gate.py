@@ -31,14 +31,16 @@ class ClaimGate:
         self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
 
     @contextlib.asynccontextmanager
-    async def admit(self, rows: int) -> AsyncIterator[None]:
-        """Hold ``rows`` of the budget while the block runs, after waiting for them."""
+    async def admit(self, rows: int, deadline: float) -> AsyncIterator[None]:
+        """Hold ``rows`` of the budget while the block runs, after waiting for them;
+        ``TimeoutError`` if they are not free by ``deadline`` (in the loop's time)."""
         if self._waiting or not self._fits(rows):
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             entry = (rows, future)
             self._waiting.append(entry)
             try:
-                await future
+                async with asyncio.timeout_at(deadline):
+                    await future
             except BaseException:
                 if future.done() and not future.cancelled():
                     self._leave(rows)  # admitted just as the wait was cancelled

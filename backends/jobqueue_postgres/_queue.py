@@ -178,8 +178,13 @@ class PostgresJobQueue(JobQueue):
     def _now_param(self) -> datetime | None:
         return None if self.clock is None else self.now()
 
-    async def _run(self, operation: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
-        """Run ``operation`` on a healthy pooled connection within the ``timeout`` option.
+    async def _run(
+        self,
+        operation: Callable[[AsyncConnection[Any]], Awaitable[T]],
+        deadline: float | None = None,
+    ) -> T:
+        """Run ``operation`` on a healthy pooled connection within the ``timeout`` option
+        (by ``deadline``, in the loop's time, when the call already waited for something).
 
         Past the deadline the connection's socket is shut down, which makes
         psycopg fail at once (cancelling the task instead would wait for the
@@ -188,9 +193,10 @@ class PostgresJobQueue(JobQueue):
         """
         settings = self._settings
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + settings.timeout
+        if deadline is None:
+            deadline = loop.time() + settings.timeout
         try:
-            conn = await self._acquire(settings.timeout)
+            conn = await self._acquire(max(0.0, deadline - loop.time()))
             watchdog = loop.call_at(deadline, _shut_down, conn)
             try:
                 return await operation(conn)
@@ -199,15 +205,19 @@ class PostgresJobQueue(JobQueue):
                 await self._pool.putconn(conn)
         except _UNAVAILABLE as exc:
             if loop.time() >= deadline:
-                raise BackendUnavailableError(
-                    f"PostgreSQL at {settings.display_url} did not answer within "
-                    f"{settings.timeout:g} s (the timeout option)"
-                ) from None
+                raise self._timed_out() from None
             raise _unavailable(settings, exc, "lost") from None
         except psycopg.DataError as exc:
             raise InvalidRequestError(
                 f"PostgreSQL rejected a value: {settings.scrub(str(exc))}"
             ) from None
+
+    def _timed_out(self) -> BackendUnavailableError:
+        settings = self._settings
+        return BackendUnavailableError(
+            f"PostgreSQL at {settings.display_url} did not answer within "
+            f"{settings.timeout:g} s (the timeout option)"
+        )
 
     async def _acquire(self, timeout: float) -> AsyncConnection[Any]:
         """A pooled connection, skipping (and replacing) ones the server has closed.
@@ -223,12 +233,14 @@ class PostgresJobQueue(JobQueue):
             await conn.close()
             await self._pool.putconn(conn)
 
-    async def _fetchall(self, query: bytes, params: Mapping[str, Any]) -> list[Row]:
+    async def _fetchall(
+        self, query: bytes, params: Mapping[str, Any], deadline: float | None = None
+    ) -> list[Row]:
         async def run(conn: AsyncConnection[Any]) -> list[Row]:
             cur = await conn.execute(query, params)
             return await cur.fetchall()
 
-        return await self._run(run)
+        return await self._run(run, deadline)
 
     async def _fetchone(self, query: bytes, params: Mapping[str, Any]) -> Row:
         rows = await self._fetchall(query, params)
@@ -316,19 +328,25 @@ class PostgresJobQueue(JobQueue):
     ) -> list[Job]:
         if self._listener is not None:
             self._seen = self._listener.count
-        params = {
+        params: dict[str, Any] = {
             "now": self._now_param(),
             "worker": worker_id,
             "limit": limit,
             "lease": self.lease,
         }
         one = limit == 1
-        async with self._claims.admit(limit):
-            if queues is None:
-                rows = await self._fetchall(self._sql.claim_one if one else self._sql.claim, params)
-            else:
-                query = self._sql.claim_one_queues if one else self._sql.claim_queues
-                rows = await self._fetchall(query, {**params, "queues": list(queues)})
+        if queues is None:
+            query = self._sql.claim_one if one else self._sql.claim
+        else:
+            query = self._sql.claim_one_queues if one else self._sql.claim_queues
+            params["queues"] = list(queues)
+        # Waiting for its turn counts toward the call's timeout.
+        deadline = asyncio.get_running_loop().time() + self._settings.timeout
+        try:
+            async with self._claims.admit(limit, deadline):
+                rows = await self._fetchall(query, params, deadline)
+        except TimeoutError:
+            raise self._timed_out() from None
         if len(rows) > 1:
             rows.sort(key=_claim_order)
         return _jobs(rows)
