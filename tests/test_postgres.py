@@ -636,6 +636,32 @@ async def test_claims_waiting_their_turn_still_fail_within_the_timeout(
         assert counts[JobStatus.PENDING] + counts[JobStatus.RUNNING] == 10
 
 
+async def test_a_completion_waiting_for_the_write_before_it_still_fails_within_the_timeout(
+    postgres_url: str, postgres_schema: str
+) -> None:
+    """A completion that has to wait for the handle's write under way (which hangs here on a
+    table lock) fails within the timeout option counted from its own call."""
+    async with jobqueue.connect(postgres_url, schema=postgres_schema, timeout=1) as queue:
+        await queue.create_jobs([CreateJobRequest(kind="k")] * 2)
+        first, second = await queue.claim_jobs("w", 2)
+        async with await psycopg.AsyncConnection.connect(postgres_url) as locker:
+            await locker.execute(
+                psycopg.sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+                    psycopg.sql.Identifier(postgres_schema, "jobs")
+                )
+            )
+            ahead = asyncio.create_task(queue.complete_job(first.id, {}))
+            await asyncio.sleep(0.1)
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailableError, match="did not answer within 1 s"):
+                await queue.complete_job(second.id, {})
+            took = time.monotonic() - started
+            with pytest.raises(BackendUnavailableError):
+                await ahead
+            await locker.rollback()
+        assert took < 1.5, took
+
+
 async def test_outage_fails_fast_and_work_resumes_after(
     postgres_url: str, postgres_schema: str
 ) -> None:

@@ -60,6 +60,7 @@ from ._wakeups import Notifier
 __all__ = ["PostgresJobQueue"]
 
 T = TypeVar("T")
+W = TypeVar("W", bool, set[int])
 Row = tuple[Any, ...]
 
 _CHANNEL_BYTES = 63
@@ -352,8 +353,17 @@ class PostgresJobQueue(JobQueue):
         return _jobs(rows)
 
     async def _complete_job(self, job_id: UUID, stats: dict[str, Any], fence: Fence) -> None:
-        if not await self._completions.complete(job_id, _stats_text(stats), fence):
+        if not await self._written(self._completions.complete(job_id, _stats_text(stats), fence)):
             await self._refuse(Outcome.COMPLETE, job_id, fence)
+
+    async def _written(self, pending: asyncio.Future[W]) -> W:
+        """The result of completions handed to the group commit, within the timeout option
+        from now: waiting for the write before them counts."""
+        try:
+            async with asyncio.timeout(self._settings.timeout):
+                return await pending
+        except TimeoutError:
+            raise self._timed_out() from None
 
     async def _complete_one(self, job_id: UUID, stats: str, fence: Fence) -> bool:
         params = _fence_params(Outcome.COMPLETE, job_id, fence, self._now_param())
@@ -373,7 +383,7 @@ class PostgresJobQueue(JobQueue):
         rows = [
             (c.job_id, _stats_text(c.stats), Fence(c.worker_id, c.attempt)) for c in completions
         ]
-        matched = await self._completions.complete_all(rows)
+        matched = await self._written(self._completions.complete_all(rows))
         applied = [position in matched for position in range(len(rows))]
         return await completion_refusals(completions, applied, self._get_job)
 
