@@ -27,7 +27,6 @@ class ClaimGate:
     def __init__(self, budget: int) -> None:
         self._budget = budget
         self._asked = 0
-        self._running = 0
         self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
 
     @contextlib.asynccontextmanager
@@ -58,15 +57,14 @@ class ClaimGate:
             self._leave(rows)
 
     def _fits(self, rows: int) -> bool:
-        return self._running == 0 or self._asked + rows <= self._budget
+        # Every claim asks for at least one row: nothing asked means nothing runs.
+        return self._asked == 0 or self._asked + rows <= self._budget
 
     def _enter(self, rows: int) -> None:
         self._asked += rows
-        self._running += 1
 
     def _leave(self, rows: int) -> None:
         self._asked -= rows
-        self._running -= 1
         self._admit_waiting()
 
     def _admit_waiting(self) -> None:

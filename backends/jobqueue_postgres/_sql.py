@@ -305,11 +305,8 @@ class Statements:
 _QUEUE_FILTER = "AND queue = ANY(%(queues)s::text[])"
 # What the statements with a ``_quiet`` variant select to notify (the inserts always
 # insert rows, see above).
-_WAKES = {
-    "create_one": "pg_notify(%(channel)s, '')",
-    "create_many": "pg_notify(%(channel)s, '')",
-    "fail_retry": _wake(),
-}
+_NOTIFY = "pg_notify(%(channel)s, '')"
+_WAKES = {"create_one": _NOTIFY, "create_many": _NOTIFY, "fail_retry": _wake()}
 
 
 def statements(schema: str, *, clock: bool) -> Statements:
